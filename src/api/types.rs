@@ -1,0 +1,483 @@
+//! The wire format of "List customers" and its reduction to a compact [`Customer`].
+//!
+//! The page envelope is strict (a page without `results`, or with a `count` that
+//! is not a number, fails the poll), the records are lenient: numbers may come as
+//! JSON numbers or as decimal strings (Django's default for decimal fields), any
+//! field may be `null` or absent, and unknown fields are ignored.
+//!
+//! One rule for a broken value inside a record: the value is treated as absent
+//! (it adds nothing to sums and is left out of averages), and the record is
+//! reported once per broken field so that it can be counted in
+//! `respan_invalid_records_total{field}`. A broken value is a `null` or missing
+//! total (`total_cost`, `total_tokens`, `number_of_requests`), a negative or
+//! non-finite number, a string that is not a number, a timestamp that does not
+//! parse, or a value of the wrong JSON type.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// One page of the List customers answer (Django REST framework pagination).
+#[derive(Debug, Deserialize)]
+pub struct CustomerPage {
+    /// Customers matching the query over all pages.
+    pub count: u64,
+    /// Absolute URL of the next page, or `null` on the last page. Only its
+    /// presence is used: the exporter builds every page URL itself.
+    #[serde(default)]
+    pub next: Option<String>,
+    /// The customers of this page.
+    pub results: Vec<RawCustomer>,
+}
+
+/// A customer as the API sends it, reduced to the fields the exporter reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawCustomer {
+    /// Unique id (identifier + environment + organization).
+    pub id: Text,
+    /// The customer's identifier in the Respan user's own system.
+    pub customer_identifier: Text,
+    /// First request, RFC 3339.
+    pub first_seen: Timestamp,
+    /// Last request, RFC 3339.
+    pub last_active_timeframe: Timestamp,
+    /// Lifetime requests.
+    pub number_of_requests: Number,
+    /// Newer alias of `number_of_requests`.
+    pub total_requests: Number,
+    /// Lifetime tokens.
+    pub total_tokens: Number,
+    /// Newer alias of `total_tokens`.
+    pub tokens: Number,
+    /// Lifetime cost in USD.
+    pub total_cost: Number,
+    /// Newer alias of `total_cost`.
+    pub cost: Number,
+    /// Mean latency in seconds.
+    pub average_latency: Number,
+    /// Mean time to first token in seconds (absent without streaming requests).
+    pub average_ttft: Number,
+    /// Lifetime budget in USD.
+    pub total_budget: Number,
+    /// Budget per period in USD.
+    pub period_budget: Number,
+}
+
+/// A JSON value read leniently: absent, `null`, usable, or broken.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Lenient<T> {
+    /// The field is not in the record.
+    #[default]
+    Absent,
+    /// The field is `null`.
+    Null,
+    /// A usable value.
+    Valid(T),
+    /// A value that cannot be used (wrong type, negative, not finite, unparsable).
+    Invalid,
+}
+
+impl<T: Copy> Lenient<T> {
+    fn valid(self) -> Option<T> {
+        match self {
+            Lenient::Valid(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A non-negative finite number, sent as a JSON number or a decimal string.
+pub type Number = Lenient<f64>;
+
+/// An instant as Unix seconds, sent as an RFC 3339 string.
+pub type Timestamp = Lenient<i64>;
+
+/// A string field; other JSON types are [`Lenient::Invalid`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Text {
+    /// Absent or `null`.
+    #[default]
+    Missing,
+    /// A string.
+    Value(String),
+    /// Not a string.
+    Invalid,
+}
+
+fn number_from_f64(v: f64) -> Number {
+    if v.is_finite() && v >= 0.0 {
+        Lenient::Valid(v)
+    } else {
+        Lenient::Invalid
+    }
+}
+
+/// Parses an API timestamp: RFC 3339, or the same without an offset (read as UTC).
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp());
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc().timestamp())
+}
+
+/// Drains a map or sequence so the deserializer can go on after a wrong type.
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Declares a lenient visitor: `null` maps to `$null`, maps, sequences and booleans to
+/// `$invalid`, and the listed kinds of value through their own bodies.
+macro_rules! lenient_visitor {
+    ($name:ident, $out:ty, $expecting:literal, $null:expr, $invalid:expr, { $($body:tt)* }) => {
+        struct $name;
+        impl<'de> Visitor<'de> for $name {
+            type Value = $out;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($expecting)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<$out, E> {
+                Ok($null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<$out, E> {
+                Ok($null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<$out, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<$out, E> {
+                Ok($invalid)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$out, A::Error> {
+                drain_map(map)?;
+                Ok($invalid)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<$out, A::Error> {
+                drain_seq(seq)?;
+                Ok($invalid)
+            }
+            $($body)*
+        }
+    };
+}
+
+lenient_visitor!(
+    NumberVisitor,
+    Number,
+    "a number or a decimal string",
+    Lenient::Null,
+    Lenient::Invalid,
+    {
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+            Ok(number_from_f64(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+            Ok(number_from_f64(v as f64))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+            Ok(number_from_f64(v as f64))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
+            Ok(v.trim()
+                .parse::<f64>()
+                .map_or(Lenient::Invalid, number_from_f64))
+        }
+    }
+);
+
+lenient_visitor!(
+    TimestampVisitor,
+    Timestamp,
+    "an RFC 3339 timestamp",
+    Lenient::Null,
+    Lenient::Invalid,
+    {
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Timestamp, E> {
+            Ok(Lenient::Invalid)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Timestamp, E> {
+            Ok(Lenient::Invalid)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Timestamp, E> {
+            Ok(Lenient::Invalid)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
+            Ok(parse_timestamp(v).map_or(Lenient::Invalid, Lenient::Valid))
+        }
+    }
+);
+
+lenient_visitor!(
+    TextVisitor,
+    Text,
+    "a string",
+    Text::Missing,
+    Text::Invalid,
+    {
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Text, E> {
+            Ok(Text::Invalid)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Text, E> {
+            Ok(Text::Invalid)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Text, E> {
+            Ok(Text::Invalid)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+            Ok(Text::Value(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Text, E> {
+            Ok(Text::Value(v))
+        }
+    }
+);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumberVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TimestampVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor)
+    }
+}
+
+/// What the exporter keeps of one customer: numbers and the identifier, nothing
+/// else (no name, no email, no raw JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Customer {
+    /// Key that makes the customer unique within a crawl (`id`, else the identifier).
+    pub key: Option<Box<str>>,
+    /// `customer_identifier`; `None` when missing or not a string.
+    pub identifier: Option<Box<str>>,
+    /// Lifetime cost in USD.
+    pub cost_usd: f64,
+    /// Lifetime tokens.
+    pub tokens: f64,
+    /// Lifetime requests.
+    pub requests: f64,
+    /// Mean latency in seconds.
+    pub average_latency_seconds: Option<f64>,
+    /// Mean time to first token in seconds.
+    pub average_ttft_seconds: Option<f64>,
+    /// First request, Unix seconds.
+    pub first_seen: Option<i64>,
+    /// Last request, Unix seconds.
+    pub last_active: Option<i64>,
+    /// Lifetime budget in USD.
+    pub total_budget_usd: Option<f64>,
+    /// Budget per period in USD.
+    pub period_budget_usd: Option<f64>,
+}
+
+/// A field of a record that was broken; the names are the `field` label values.
+pub type InvalidField = &'static str;
+
+/// A total: the first usable of the field and its alias. `None` and the field's
+/// name when neither is usable.
+fn total(primary: Number, alias: Number, name: InvalidField, bad: &mut Vec<InvalidField>) -> f64 {
+    if let Some(v) = primary.valid().or_else(|| alias.valid()) {
+        return v;
+    }
+    bad.push(name);
+    0.0
+}
+
+/// An optional number: absent and `null` are fine, a broken value is reported.
+fn optional(n: Number, name: InvalidField, bad: &mut Vec<InvalidField>) -> Option<f64> {
+    if n == Lenient::Invalid {
+        bad.push(name);
+    }
+    n.valid()
+}
+
+fn optional_time(t: Timestamp, name: InvalidField, bad: &mut Vec<InvalidField>) -> Option<i64> {
+    if t == Lenient::Invalid {
+        bad.push(name);
+    }
+    t.valid()
+}
+
+impl RawCustomer {
+    /// Reduces the record to a [`Customer`], listing the fields that were broken.
+    pub fn into_customer(self, bad: &mut Vec<InvalidField>) -> Customer {
+        let identifier = match self.customer_identifier {
+            Text::Value(s) => Some(s.into_boxed_str()),
+            Text::Missing | Text::Invalid => {
+                bad.push("customer_identifier");
+                None
+            }
+        };
+        let key = match self.id {
+            Text::Value(s) => Some(s.into_boxed_str()),
+            Text::Invalid => {
+                bad.push("id");
+                identifier.clone()
+            }
+            Text::Missing => identifier.clone(),
+        };
+        Customer {
+            key,
+            cost_usd: total(self.total_cost, self.cost, "total_cost", bad),
+            tokens: total(self.total_tokens, self.tokens, "total_tokens", bad),
+            requests: total(
+                self.number_of_requests,
+                self.total_requests,
+                "number_of_requests",
+                bad,
+            ),
+            average_latency_seconds: optional(self.average_latency, "average_latency", bad),
+            average_ttft_seconds: optional(self.average_ttft, "average_ttft", bad),
+            first_seen: optional_time(self.first_seen, "first_seen", bad),
+            last_active: optional_time(self.last_active_timeframe, "last_active_timeframe", bad),
+            total_budget_usd: optional(self.total_budget, "total_budget", bad),
+            period_budget_usd: optional(self.period_budget, "period_budget", bad),
+            identifier,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The response sample of the API documentation, verbatim.
+    const DOC_SAMPLE: &str = include_str!("../../tests/fixtures/doc_sample_page.json");
+    /// A page in the newer documented shape: aliases, budgets, decimal strings, nulls.
+    const NEWER_SHAPE: &str = include_str!("../../tests/fixtures/newer_shape_page.json");
+
+    fn customers(page: CustomerPage) -> (Vec<Customer>, Vec<InvalidField>) {
+        let mut bad = Vec::new();
+        let c = page
+            .results
+            .into_iter()
+            .map(|r| r.into_customer(&mut bad))
+            .collect();
+        (c, bad)
+    }
+
+    #[test]
+    fn parses_the_documented_sample() {
+        let page: CustomerPage = serde_json::from_str(DOC_SAMPLE).expect("sample parses");
+        assert_eq!(page.count, 51);
+        assert_eq!(
+            page.next.as_deref(),
+            Some("https://api.respan.ai/api/users/list/?page=2")
+        );
+        let (c, bad) = customers(page);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(c.len(), 1);
+        let c = &c[0];
+        assert_eq!(c.identifier.as_deref(), Some("user_123"));
+        assert_eq!(
+            c.key.as_deref(),
+            Some("user_123prod8264a3f4-40c7-476a-97d1-96908127ea21")
+        );
+        assert_eq!(c.cost_usd, 523.45);
+        assert_eq!(c.tokens, 170000.0);
+        assert_eq!(c.requests, 15420.0);
+        assert_eq!(c.average_latency_seconds, Some(1.23));
+        assert_eq!(c.average_ttft_seconds, Some(0.45));
+        assert_eq!(c.first_seen, Some(1_760_515_200)); // 2025-10-15T08:00:00Z
+        assert_eq!(c.last_active, Some(1_767_004_200)); // 2025-12-29T10:30:00Z
+    }
+
+    #[test]
+    fn parses_the_newer_shape_with_aliases_strings_and_nulls() {
+        let page: CustomerPage = serde_json::from_str(NEWER_SHAPE).expect("page parses");
+        assert_eq!(page.next, None);
+        let (c, bad) = customers(page);
+        assert!(bad.is_empty(), "{bad:?}");
+        // Decimal strings and aliases.
+        assert_eq!(c[0].cost_usd, 523.45);
+        assert_eq!(c[0].tokens, 1000.0);
+        assert_eq!(c[0].requests, 12.0);
+        assert_eq!(c[0].total_budget_usd, Some(1000.0));
+        assert_eq!(c[0].period_budget_usd, Some(100.5));
+        // Nulls where nulls are allowed.
+        assert_eq!(c[1].average_ttft_seconds, None);
+        assert_eq!(c[1].first_seen, None);
+        assert_eq!(c[1].total_budget_usd, None);
+        // Fractional seconds and an offset.
+        assert_eq!(c[1].last_active, Some(1_767_004_200));
+    }
+
+    #[test]
+    fn broken_values_are_absent_and_reported() {
+        let json = r#"{"count": 1, "next": null, "results": [{
+            "id": "a", "customer_identifier": 7,
+            "total_cost": null, "total_tokens": "12x", "number_of_requests": -3,
+            "average_latency": "NaN", "average_ttft": {"x": 1},
+            "first_seen": "yesterday", "last_active_timeframe": 1700000000,
+            "total_budget": [1, 2]
+        }]}"#;
+        let page: CustomerPage = serde_json::from_str(json).expect("envelope is fine");
+        let (c, bad) = customers(page);
+        let c = &c[0];
+        assert_eq!(c.identifier, None);
+        assert_eq!(c.key.as_deref(), Some("a"));
+        assert_eq!((c.cost_usd, c.tokens, c.requests), (0.0, 0.0, 0.0));
+        assert_eq!(c.average_latency_seconds, None);
+        assert_eq!(c.average_ttft_seconds, None);
+        assert_eq!(c.first_seen, None);
+        assert_eq!(c.last_active, None);
+        assert_eq!(
+            bad,
+            [
+                "customer_identifier",
+                "total_cost",
+                "total_tokens",
+                "number_of_requests",
+                "average_latency",
+                "average_ttft",
+                "first_seen",
+                "last_active_timeframe",
+                "total_budget"
+            ]
+        );
+    }
+
+    #[test]
+    fn broken_envelopes_fail() {
+        for body in [
+            r#"{"count": 1, "next": null}"#,
+            r#"{"count": "many", "next": null, "results": []}"#,
+            r#"{"count": 1, "next": null, "results": {}}"#,
+            r#"{"count": 1, "next": null, "results": [{"id": "a"}"#,
+            "<html><body>Bad gateway</body></html>",
+            "",
+        ] {
+            assert!(
+                serde_json::from_str::<CustomerPage>(body).is_err(),
+                "{body} should not parse"
+            );
+        }
+    }
+
+    #[test]
+    fn timestamps_in_the_forms_seen() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:10Z"), Some(10));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:10+01:00"), Some(10));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:10.123456Z"), Some(10));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:10"), Some(10));
+        assert_eq!(parse_timestamp("10"), None);
+    }
+}
