@@ -1,0 +1,9 @@
+//! Integration tests: the exporter against the simulated Respan API, over real
+//! HTTP on 127.0.0.1.
+
+mod cli;
+mod crawl;
+mod exposition;
+mod failures;
+mod helpers;
+mod http;
