@@ -5,7 +5,7 @@
 # the binary, CA certificates and an unprivileged user id.
 
 FROM rust:1.95-alpine AS build
-RUN apk add --no-cache musl-dev ca-certificates
+RUN apk add --no-cache musl-dev gcc ca-certificates
 WORKDIR /src
 # Fetch dependencies in their own layer so source edits do not refetch them.
 COPY Cargo.toml Cargo.lock ./
