@@ -13,7 +13,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_respan-exporter");
 
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("RESPAN_API_KEY").env_remove("RESPAN_API_KEY_FILE");
+    cmd.args(args)
+        .env_remove("RESPAN_API_KEY")
+        .env_remove("RESPAN_API_KEY_FILE");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -66,14 +68,20 @@ impl Running {
     /// Sends SIGTERM and returns the exit success and everything logged.
     fn terminate(mut self) -> (bool, String) {
         let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
         assert!(killed.success());
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let status = loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 break s;
             }
-            assert!(std::time::Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit within 10 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         let mut log = String::new();
@@ -106,11 +114,20 @@ fn missing_key_exits_with_one_line_naming_it() {
 #[test]
 fn bad_flags_exit_non_zero_naming_the_flag() {
     let cases: [(&[&str], &str); 7] = [
-        (&["--respan.poll-interval", "soon"], "--respan.poll-interval"),
+        (
+            &["--respan.poll-interval", "soon"],
+            "--respan.poll-interval",
+        ),
         (&["--respan.timeout=-1s"], "--respan.timeout"),
-        (&["--respan.base-url", "ftp://example.com"], "--respan.base-url"),
+        (
+            &["--respan.base-url", "ftp://example.com"],
+            "--respan.base-url",
+        ),
         (&["--web.listen-address", "nowhere"], "--web.listen-address"),
-        (&["--respan.api-key-file", "/nonexistent/respan-key"], "--respan.api-key-file"),
+        (
+            &["--respan.api-key-file", "/nonexistent/respan-key"],
+            "--respan.api-key-file",
+        ),
         (&["--log.format", "xml"], "--log.format"),
         (&["--metrics.top-n=-3"], "--metrics.top-n"),
     ];
@@ -125,7 +142,10 @@ fn bad_flags_exit_non_zero_naming_the_flag() {
 
 #[test]
 fn flags_are_also_read_from_the_environment() {
-    let out = run(&[], &[("RESPAN_API_KEY", "k"), ("RESPAN_POLL_INTERVAL", "soon")]);
+    let out = run(
+        &[],
+        &[("RESPAN_API_KEY", "k"), ("RESPAN_POLL_INTERVAL", "soon")],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--respan.poll-interval"), "{err}");
@@ -211,5 +231,9 @@ async fn the_key_never_appears_in_logs_metrics_or_pages() {
     assert!(log.contains("HTTP 500: boom"), "{log}");
     assert!(!log.contains(canary), "the key leaked into the log");
     assert!(!seen.contains(canary), "the key leaked into a page");
-    assert!(api.requests().iter().all(|r| r.authorized || r.uri.contains("page=")));
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| r.authorized || r.uri.contains("page="))
+    );
 }

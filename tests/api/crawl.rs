@@ -25,7 +25,10 @@ async fn poll_publishes_exact_totals_and_request_weighted_means() {
     assert_eq!(m.env("respan_cost_usd", "prod"), Some(12.75));
     assert_eq!(m.env("respan_tokens", "prod"), Some(1300.0));
     assert_eq!(m.env("respan_requests", "prod"), Some(40.0));
-    assert_eq!(m.env("respan_average_latency_seconds", "prod"), Some((10.0 + 60.0) / 40.0));
+    assert_eq!(
+        m.env("respan_average_latency_seconds", "prod"),
+        Some((10.0 + 60.0) / 40.0)
+    );
     assert_eq!(m.env("respan_average_ttft_seconds", "prod"), Some(0.25));
     assert_eq!(m.env("respan_customers", "test"), Some(1.0));
     assert_eq!(m.env("respan_cost_usd", "test"), Some(1.0));
@@ -38,10 +41,22 @@ async fn poll_publishes_exact_totals_and_request_weighted_means() {
     assert_eq!(m.get("respan_customer_cost_usd", &alice), Some(10.5));
     assert_eq!(m.get("respan_customer_tokens", &alice), Some(1000.0));
     assert_eq!(m.get("respan_customer_requests", &alice), Some(10.0));
-    assert_eq!(m.get("respan_customer_average_latency_seconds", &alice), Some(1.0));
-    assert_eq!(m.get("respan_customer_average_ttft_seconds", &alice), Some(0.25));
-    assert_eq!(m.get("respan_customer_total_budget_usd", &alice), Some(500.0));
-    assert_eq!(m.get("respan_customer_period_budget_usd", &alice), Some(50.0));
+    assert_eq!(
+        m.get("respan_customer_average_latency_seconds", &alice),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("respan_customer_average_ttft_seconds", &alice),
+        Some(0.25)
+    );
+    assert_eq!(
+        m.get("respan_customer_total_budget_usd", &alice),
+        Some(500.0)
+    );
+    assert_eq!(
+        m.get("respan_customer_period_budget_usd", &alice),
+        Some(50.0)
+    );
     assert_eq!(
         m.get("respan_customer_last_active_timestamp_seconds", &alice),
         Some(1_700_000_000.0)
@@ -52,7 +67,11 @@ async fn poll_publishes_exact_totals_and_request_weighted_means() {
     assert_eq!(m.get("respan_customer_total_budget_usd", &bob), None);
     // Names and emails never become labels.
     assert!(!m.text.contains("Customer alice"));
-    assert!(m.samples.iter().all(|s| s.labels.keys().all(|k| k != "name" && k != "email")));
+    assert!(
+        m.samples
+            .iter()
+            .all(|s| s.labels.keys().all(|k| k != "name" && k != "email"))
+    );
 }
 
 #[tokio::test]
@@ -70,7 +89,10 @@ async fn crawl_reads_every_page_with_its_own_urls() {
     assert_eq!(m.env("respan_requests", "prod"), Some(2500.0));
     assert_eq!(m.env("respan_customers", "test"), Some(3.0));
     assert_eq!(
-        m.get("respan_api_requests_total", &[("environment", "prod"), ("code", "200")]),
+        m.get(
+            "respan_api_requests_total",
+            &[("environment", "prod"), ("code", "200")]
+        ),
         Some(3.0)
     );
 
@@ -98,7 +120,10 @@ async fn top_n_is_by_cost_with_ties_by_identifier_and_bounded() {
     let app = spawn_app_with(customers, |c| c.top_n = 3).await;
     app.poll().await;
     let m = app.scrape().await;
-    assert_eq!(m.customers("respan_customer_cost_usd", "prod"), ["a", "b", "z"]);
+    assert_eq!(
+        m.customers("respan_customer_cost_usd", "prod"),
+        ["a", "b", "z"]
+    );
     assert_eq!(m.env("respan_customers", "prod"), Some(4.0));
     assert_eq!(m.env("respan_cost_usd", "prod"), Some(20.0));
 }
@@ -112,7 +137,12 @@ async fn customer_leaving_the_top_n_loses_its_series_at_once() {
     ];
     let app = spawn_app_with(customers, |c| c.top_n = 2).await;
     app.poll().await;
-    assert_eq!(app.scrape().await.customers("respan_customer_cost_usd", "prod"), ["big", "mid"]);
+    assert_eq!(
+        app.scrape()
+            .await
+            .customers("respan_customer_cost_usd", "prod"),
+        ["big", "mid"]
+    );
 
     app.api.update_customers(|cs| {
         for c in cs.iter_mut().filter(|c| c.identifier == "small") {
@@ -121,8 +151,15 @@ async fn customer_leaving_the_top_n_loses_its_series_at_once() {
     });
     app.poll().await;
     let m = app.scrape().await;
-    assert_eq!(m.customers("respan_customer_cost_usd", "prod"), ["big", "small"]);
-    for name in ["respan_customer_tokens", "respan_customer_requests", "respan_customer_last_active_timestamp_seconds"] {
+    assert_eq!(
+        m.customers("respan_customer_cost_usd", "prod"),
+        ["big", "small"]
+    );
+    for name in [
+        "respan_customer_tokens",
+        "respan_customer_requests",
+        "respan_customer_last_active_timestamp_seconds",
+    ] {
         assert_eq!(m.customers(name, "prod"), ["big", "small"], "{name}");
     }
 }
@@ -134,7 +171,10 @@ async fn activity_windows_count_recent_customers() {
         .expect("clock")
         .as_secs() as i64;
     let mut customers = Vec::new();
-    for (i, age) in [60, 2 * 3600, 3 * 86_400, 20 * 86_400, 90 * 86_400].into_iter().enumerate() {
+    for (i, age) in [60, 2 * 3600, 3 * 86_400, 20 * 86_400, 90 * 86_400]
+        .into_iter()
+        .enumerate()
+    {
         let mut c = customer(&format!("c{i}"), "prod", 1.0, 1.0, 1.0);
         c.last_active = Some(now - age);
         c.first_seen = now - age;
@@ -149,8 +189,16 @@ async fn activity_windows_count_recent_customers() {
     let m = app.scrape().await;
     for (window, expected) in [("1h", 1.0), ("24h", 2.0), ("7d", 3.0), ("30d", 4.0)] {
         let labels = [("environment", "prod"), ("window", window)];
-        assert_eq!(m.get("respan_active_customers", &labels), Some(expected), "active {window}");
-        assert_eq!(m.get("respan_new_customers", &labels), Some(expected), "new {window}");
+        assert_eq!(
+            m.get("respan_active_customers", &labels),
+            Some(expected),
+            "active {window}"
+        );
+        assert_eq!(
+            m.get("respan_new_customers", &labels),
+            Some(expected),
+            "new {window}"
+        );
     }
 }
 
@@ -165,7 +213,10 @@ async fn a_customer_listed_on_two_pages_is_counted_once() {
         respan_exporter::demo::FaultKind::Edit(|page| {
             let results = page["results"].as_array_mut().expect("results");
             let mut copy = results[0].clone();
-            copy["id"] = serde_json::json!(format!("c001000prod{}", "8264a3f4-40c7-476a-97d1-96908127ea21"));
+            copy["id"] = serde_json::json!(format!(
+                "c001000prod{}",
+                "8264a3f4-40c7-476a-97d1-96908127ea21"
+            ));
             copy["customer_identifier"] = serde_json::json!("c001000");
             results.push(copy);
         }),
@@ -188,6 +239,9 @@ async fn decimal_strings_and_nulls_are_read() {
     let m = app.scrape().await;
     assert_eq!(m.env("respan_cost_usd", "prod"), Some(523.45));
     let labels = [("environment", "prod"), ("customer_identifier", "strings")];
-    assert_eq!(m.get("respan_customer_last_active_timestamp_seconds", &labels), None);
+    assert_eq!(
+        m.get("respan_customer_last_active_timestamp_seconds", &labels),
+        None
+    );
     assert_eq!(m.get("respan_customer_cost_usd", &labels), Some(523.45));
 }

@@ -36,7 +36,11 @@ async fn hostile_identifiers_round_trip_through_the_exposition() {
     assert_eq!(m.customers("respan_customer_cost_usd", "prod"), expected);
     for (i, id) in HOSTILE.iter().enumerate() {
         let labels = [("environment", "prod"), ("customer_identifier", *id)];
-        assert_eq!(m.get("respan_customer_cost_usd", &labels), Some(100.0 + i as f64), "{id:?}");
+        assert_eq!(
+            m.get("respan_customer_cost_usd", &labels),
+            Some(100.0 + i as f64),
+            "{id:?}"
+        );
     }
     // The injected line did not become a sample of its own.
     assert_eq!(m.all("respan_up").len(), 2);
@@ -62,7 +66,11 @@ async fn exposition_passes_promtool_and_follows_the_naming_rules() {
     }
     for (name, kind) in &types {
         if name.starts_with("respan_") {
-            assert_eq!(name.ends_with("_total"), kind == "counter", "{name} is a {kind}");
+            assert_eq!(
+                name.ends_with("_total"),
+                kind == "counter",
+                "{name} is a {kind}"
+            );
             let help = m
                 .text
                 .lines()
@@ -90,7 +98,10 @@ async fn exposition_passes_promtool_and_follows_the_naming_rules() {
         assert!(types.contains_key(name), "{name} is missing");
     }
     assert_eq!(
-        m.get("respan_exporter_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        m.get(
+            "respan_exporter_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
         Some(1.0)
     );
     // Every series of the Respan numbers says where it comes from.
@@ -99,5 +110,8 @@ async fn exposition_passes_promtool_and_follows_the_naming_rules() {
         .lines()
         .find(|l| l.starts_with("# HELP respan_cost_usd "))
         .expect("help");
-    assert!(help.contains("Cached from the last completed background poll"), "{help}");
+    assert!(
+        help.contains("Cached from the last completed background poll"),
+        "{help}"
+    );
 }

@@ -18,11 +18,15 @@ async fn polled_app() -> TestApp {
 
 /// Doubles every cost, so a published partial or new snapshot would show.
 fn double_costs(app: &TestApp) {
-    app.api.update_customers(|cs| cs.iter_mut().for_each(|c| c.cost *= 2.0));
+    app.api
+        .update_customers(|cs| cs.iter_mut().for_each(|c| c.cost *= 2.0));
 }
 
 fn failures(m: &Exposition, reason: &str) -> Option<f64> {
-    m.get("respan_poll_failures_total", &[("environment", "prod"), ("reason", reason)])
+    m.get(
+        "respan_poll_failures_total",
+        &[("environment", "prod"), ("reason", reason)],
+    )
 }
 
 #[tokio::test]
@@ -30,12 +34,17 @@ async fn poll_keeps_last_snapshot_when_page_two_fails_with_a_server_error() {
     let app = polled_app().await;
     let before = app.scrape().await;
     double_costs(&app);
-    app.api.inject(Fault::error(Some(2), 500, "Internal server error"));
+    app.api
+        .inject(Fault::error(Some(2), 500, "Internal server error"));
     app.poll().await;
 
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(0.0));
-    for name in ["respan_cost_usd", "respan_customers", "respan_last_success_timestamp_seconds"] {
+    for name in [
+        "respan_cost_usd",
+        "respan_customers",
+        "respan_last_success_timestamp_seconds",
+    ] {
         assert_eq!(m.env(name, "prod"), before.env(name, "prod"), "{name}");
     }
     assert_eq!(
@@ -44,11 +53,17 @@ async fn poll_keeps_last_snapshot_when_page_two_fails_with_a_server_error() {
     );
     assert_eq!(failures(&m, "server_error"), Some(1.0));
     assert_eq!(
-        m.get("respan_api_requests_total", &[("environment", "prod"), ("code", "500")]),
+        m.get(
+            "respan_api_requests_total",
+            &[("environment", "prod"), ("code", "500")]
+        ),
         Some(1.0)
     );
     let status = app.poller_status("prod");
-    assert_eq!(status.as_deref(), Some("page 2: HTTP 500: Internal server error"));
+    assert_eq!(
+        status.as_deref(),
+        Some("page 2: HTTP 500: Internal server error")
+    );
 
     // The next poll recovers and publishes the new numbers.
     app.poll().await;
@@ -63,14 +78,21 @@ async fn truncated_json_fails_the_poll_and_keeps_the_snapshot() {
     let app = polled_app().await;
     let before = app.scrape().await;
     double_costs(&app);
-    app.api.inject(Fault::on_page(Some(3), FaultKind::Truncate(5000)));
+    app.api
+        .inject(Fault::on_page(Some(3), FaultKind::Truncate(5000)));
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(0.0));
-    assert_eq!(m.env("respan_cost_usd", "prod"), before.env("respan_cost_usd", "prod"));
+    assert_eq!(
+        m.env("respan_cost_usd", "prod"),
+        before.env("respan_cost_usd", "prod")
+    );
     assert_eq!(failures(&m, "bad_answer"), Some(1.0));
     let status = app.poller_status("prod").expect("an error");
-    assert!(status.starts_with("page 3: answer is not a valid customers page: EOF while parsing"), "{status}");
+    assert!(
+        status.starts_with("page 3: answer is not a valid customers page: EOF while parsing"),
+        "{status}"
+    );
 }
 
 #[tokio::test]
@@ -109,7 +131,10 @@ async fn rejected_key_fails_every_poll_and_readiness_stays_false() {
     assert_eq!(m.env("respan_customers", "prod"), None);
     assert_eq!(failures(&m, "auth"), Some(2.0));
     assert_eq!(
-        m.get("respan_api_requests_total", &[("environment", "prod"), ("code", "401")]),
+        m.get(
+            "respan_api_requests_total",
+            &[("environment", "prod"), ("code", "401")]
+        ),
         Some(2.0)
     );
     let (status, body) = app.get("/readyz").await;
@@ -132,7 +157,11 @@ async fn next_link_to_another_host_is_never_followed() {
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(m.env("respan_customers", "prod"), Some(2500.0));
-    assert!(elsewhere.requests().is_empty(), "{:?}", elsewhere.requests());
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
     assert_eq!(app.api.requests().len(), 3);
     stop.cancel();
 }
@@ -161,9 +190,15 @@ async fn a_page_that_repeats_the_previous_one_fails_the_poll() {
     app.api.inject(Fault::on_page(
         Some(2),
         FaultKind::Edit(|page| {
-            for (i, r) in page["results"].as_array_mut().expect("results").iter_mut().enumerate() {
+            for (i, r) in page["results"]
+                .as_array_mut()
+                .expect("results")
+                .iter_mut()
+                .enumerate()
+            {
                 let id = format!("c{:06}", i + 1);
-                r["id"] = serde_json::json!(format!("{id}prod8264a3f4-40c7-476a-97d1-96908127ea21"));
+                r["id"] =
+                    serde_json::json!(format!("{id}prod8264a3f4-40c7-476a-97d1-96908127ea21"));
                 r["customer_identifier"] = serde_json::json!(id);
             }
         }),
@@ -206,7 +241,10 @@ async fn an_endless_next_is_cut_off() {
 
 #[tokio::test]
 async fn broken_fields_in_a_record_are_counted_not_fatal() {
-    let app = spawn_app_with(many_customers("prod", 3), |c| c.environments = vec!["prod".into()]).await;
+    let app = spawn_app_with(many_customers("prod", 3), |c| {
+        c.environments = vec!["prod".into()]
+    })
+    .await;
     app.api.inject(Fault::on_page(
         Some(1),
         FaultKind::Edit(|page| {
@@ -226,7 +264,10 @@ async fn broken_fields_in_a_record_are_counted_not_fatal() {
     assert_eq!(m.env("respan_requests", "prod"), Some(2.0));
     for field in ["total_cost", "number_of_requests"] {
         assert_eq!(
-            m.get("respan_invalid_records_total", &[("environment", "prod"), ("field", field)]),
+            m.get(
+                "respan_invalid_records_total",
+                &[("environment", "prod"), ("field", field)]
+            ),
             Some(1.0),
             "{field}"
         );
@@ -242,7 +283,8 @@ async fn unreachable_api_fails_the_poll_with_a_connect_error() {
     };
     let app = spawn_app_with(vec![], |c| {
         c.environments = vec!["prod".into()];
-        c.base_url = respan_exporter::config::parse_base_url(&format!("http://127.0.0.1:{port}")).expect("url");
+        c.base_url = respan_exporter::config::parse_base_url(&format!("http://127.0.0.1:{port}"))
+            .expect("url");
     })
     .await;
     app.poll().await;
@@ -250,7 +292,10 @@ async fn unreachable_api_fails_the_poll_with_a_connect_error() {
     assert_eq!(m.env("respan_up", "prod"), Some(0.0));
     assert_eq!(failures(&m, "connect"), Some(1.0));
     assert_eq!(
-        m.get("respan_api_requests_total", &[("environment", "prod"), ("code", "connect")]),
+        m.get(
+            "respan_api_requests_total",
+            &[("environment", "prod"), ("code", "connect")]
+        ),
         Some(1.0)
     );
 }
@@ -262,12 +307,18 @@ async fn a_slow_answer_times_out() {
         c.timeout = std::time::Duration::from_millis(300);
     })
     .await;
-    app.api.inject(Fault::on_page(Some(1), FaultKind::Delay(std::time::Duration::from_secs(3))));
+    app.api.inject(Fault::on_page(
+        Some(1),
+        FaultKind::Delay(std::time::Duration::from_secs(3)),
+    ));
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(failures(&m, "timeout"), Some(1.0));
     assert_eq!(
-        m.get("respan_api_requests_total", &[("environment", "prod"), ("code", "timeout")]),
+        m.get(
+            "respan_api_requests_total",
+            &[("environment", "prod"), ("code", "timeout")]
+        ),
         Some(1.0)
     );
 }

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use respan_exporter::Application;
 use respan_exporter::config::{ApiKey, Config, parse_base_url};
 use respan_exporter::demo::{SimCustomer, SimulatedApi};
 use respan_exporter::poller::Poller;
 use respan_exporter::snapshot::SnapshotStore;
-use respan_exporter::Application;
 use tokio_util::sync::CancellationToken;
 
 pub const TEST_KEY: &str = "test-key-0123456789";
@@ -37,10 +37,16 @@ pub async fn spawn_app(customers: Vec<SimCustomer>) -> TestApp {
 
 /// As [`spawn_app`], with a chance to change the exporter's configuration. A poll
 /// interval under five seconds also starts the background poller.
-pub async fn spawn_app_with(customers: Vec<SimCustomer>, configure: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_with(
+    customers: Vec<SimCustomer>,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let stop = CancellationToken::new();
     let api = SimulatedApi::new(TEST_KEY, customers);
-    let (url, _) = api.start(stop.child_token()).await.expect("simulated API starts");
+    let (url, _) = api
+        .start(stop.child_token())
+        .await
+        .expect("simulated API starts");
     let mut config = Config::for_base_url(
         parse_base_url(&url).expect("valid url"),
         ApiKey::new(TEST_KEY).expect("key"),
@@ -137,7 +143,11 @@ impl Exposition {
             .iter()
             .filter(|s| s.name == name && s.labels == want)
             .collect();
-        assert!(found.len() <= 1, "{name} {labels:?} appears {} times", found.len());
+        assert!(
+            found.len() <= 1,
+            "{name} {labels:?} appears {} times",
+            found.len()
+        );
         found.first().map(|s| s.value)
     }
 
@@ -165,7 +175,9 @@ impl Exposition {
 }
 
 fn parse_sample(line: &str) -> Sample {
-    let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("no value: {line:?}"));
+    let name_end = line
+        .find(['{', ' '])
+        .unwrap_or_else(|| panic!("no value: {line:?}"));
     let name = line[..name_end].to_string();
     let mut labels = BTreeMap::new();
     let mut rest = &line[name_end..];
@@ -191,7 +203,10 @@ fn parse_sample(line: &str) -> Sample {
             assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line:?}");
             let mut value = String::new();
             loop {
-                match chars.next().unwrap_or_else(|| panic!("unterminated: {line:?}")) {
+                match chars
+                    .next()
+                    .unwrap_or_else(|| panic!("unterminated: {line:?}"))
+                {
                     (_, '\\') => match chars.next().map(|(_, c)| c) {
                         Some('\\') => value.push('\\'),
                         Some('"') => value.push('"'),
@@ -203,8 +218,14 @@ fn parse_sample(line: &str) -> Sample {
                     (_, c) => value.push(c),
                 }
             }
-            assert!(labels.insert(label, value).is_none(), "repeated label in {line:?}");
-            match chars.next().unwrap_or_else(|| panic!("unterminated: {line:?}")) {
+            assert!(
+                labels.insert(label, value).is_none(),
+                "repeated label in {line:?}"
+            );
+            match chars
+                .next()
+                .unwrap_or_else(|| panic!("unterminated: {line:?}"))
+            {
                 (_, ',') => {
                     if let Some(&(i, '}')) = chars.peek() {
                         end = Some(i);
@@ -222,18 +243,33 @@ fn parse_sample(line: &str) -> Sample {
         rest = &after[end + 1..];
     }
     let value_text = rest.trim();
-    assert!(!value_text.contains(' '), "a timestamp or junk after the value: {line:?}");
+    assert!(
+        !value_text.contains(' '),
+        "a timestamp or junk after the value: {line:?}"
+    );
     let value = match value_text {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         "NaN" => f64::NAN,
-        v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        v => v
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}")),
     };
-    Sample { name, labels, value }
+    Sample {
+        name,
+        labels,
+        value,
+    }
 }
 
 /// A customer with round numbers and both timestamps set to `at`.
-pub fn customer(identifier: &str, environment: &str, cost: f64, tokens: f64, requests: f64) -> SimCustomer {
+pub fn customer(
+    identifier: &str,
+    environment: &str,
+    cost: f64,
+    tokens: f64,
+    requests: f64,
+) -> SimCustomer {
     SimCustomer::new(identifier, environment, cost, tokens, requests)
 }
 
@@ -241,7 +277,13 @@ pub fn customer(identifier: &str, environment: &str, cost: f64, tokens: f64, req
 pub fn many_customers(environment: &str, n: usize) -> Vec<SimCustomer> {
     (1..=n)
         .map(|i| {
-            let mut c = customer(&format!("c{i:06}"), environment, i as f64 / 100.0, 10.0, 1.0);
+            let mut c = customer(
+                &format!("c{i:06}"),
+                environment,
+                i as f64 / 100.0,
+                10.0,
+                1.0,
+            );
             // Distinct first_seen so the crawl order is the insertion order.
             c.first_seen = 1_600_000_000 + i as i64;
             c

@@ -10,13 +10,22 @@ async fn healthz_is_ok_and_readyz_waits_for_every_environment() {
     assert_eq!(app.get("/healthz").await.0, 200);
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 503);
-    assert!(body.contains("\"prod\" has no completed poll yet"), "{body}");
+    assert!(
+        body.contains("\"prod\" has no completed poll yet"),
+        "{body}"
+    );
 
     // Only prod polled: still not ready, because of test.
-    app.poller.poll_environment("prod").await.expect("prod polls");
+    app.poller
+        .poll_environment("prod")
+        .await
+        .expect("prod polls");
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 503);
-    assert!(body.contains("\"test\"") && !body.contains("\"prod\""), "{body}");
+    assert!(
+        body.contains("\"test\"") && !body.contains("\"prod\""),
+        "{body}"
+    );
 
     app.poll().await;
     assert_eq!(app.get("/readyz").await, (200, "ready\n".to_string()));
@@ -47,7 +56,10 @@ async fn background_poller_polls_at_its_interval() {
         c.poll_interval = Duration::from_millis(200);
     })
     .await;
-    let ready = eventually(Duration::from_secs(10), async || app.get("/readyz").await.0 == 200).await;
+    let ready = eventually(Duration::from_secs(10), async || {
+        app.get("/readyz").await.0 == 200
+    })
+    .await;
     assert!(ready, "never became ready");
     // More polls follow without anyone asking.
     let more = eventually(Duration::from_secs(10), async || {
