@@ -86,6 +86,7 @@ impl Application {
             config.timeout,
             limiter,
             metrics.api(),
+            config.retry.clone(),
         )?;
         let poller = Arc::new(Poller::new(
             client,

@@ -13,6 +13,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use reqwest::Url;
 
+use crate::api::RetryPolicy;
+
 /// Environment variable that carries the API key.
 pub const API_KEY_ENV: &str = "RESPAN_API_KEY";
 
@@ -74,6 +76,16 @@ pub struct Cli {
         value_parser = clap::value_parser!(u32).range(1..=6000)
     )]
     pub requests_per_minute: u32,
+
+    /// Retries of one page after a server error, timeout or connection failure.
+    #[arg(
+        long = "respan.max-retries",
+        env = "RESPAN_MAX_RETRIES",
+        default_value_t = 3,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(0..=20)
+    )]
+    pub max_retries: u32,
 
     /// Customers per environment that get their own series.
     #[arg(
@@ -278,6 +290,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Client-side cap on API requests per minute.
     pub requests_per_minute: u32,
+    /// How failed requests are retried.
+    pub retry: RetryPolicy,
     /// Customers per environment given their own series.
     pub top_n: usize,
     /// Where the web server listens.
@@ -386,6 +400,10 @@ impl Config {
             poll_interval,
             timeout: cli.timeout,
             requests_per_minute: cli.requests_per_minute,
+            retry: RetryPolicy {
+                max_retries: cli.max_retries,
+                ..RetryPolicy::default()
+            },
             top_n: cli.top_n as usize,
             listen_address,
             telemetry_path,
@@ -396,7 +414,8 @@ impl Config {
     }
 
     /// A configuration for tests and embedding: polls `base_url` with `key`,
-    /// listens on 127.0.0.1 on a free port.
+    /// listens on 127.0.0.1 on a free port, with no practical rate limit and
+    /// millisecond backoffs.
     pub fn for_base_url(base_url: Url, key: ApiKey) -> Self {
         Config {
             key: Some(KeySource::Fixed(key)),
@@ -405,6 +424,11 @@ impl Config {
             poll_interval: DEFAULT_POLL_INTERVAL,
             timeout: Duration::from_secs(30),
             requests_per_minute: 6000,
+            retry: RetryPolicy {
+                backoff_base: Duration::from_millis(10),
+                backoff_max: Duration::from_millis(100),
+                ..RetryPolicy::default()
+            },
             top_n: 10,
             listen_address: ListenAddress {
                 host: Some("127.0.0.1".into()),

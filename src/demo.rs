@@ -299,6 +299,35 @@ pub struct SeenRequest {
     pub authorized: bool,
 }
 
+/// The API's rate limit: at most `limit` requests in any `window`.
+#[derive(Debug)]
+struct RateWindow {
+    limit: usize,
+    window: Duration,
+    recent: VecDeque<Instant>,
+}
+
+impl RateWindow {
+    /// Admits a request now, or says how many seconds until one is admitted.
+    fn admit(&mut self) -> Result<(), u64> {
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.limit {
+            let oldest = self.recent.front().copied().unwrap_or(now);
+            let wait = self.window.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        self.recent.push_back(now);
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     key: String,
@@ -308,6 +337,7 @@ struct Inner {
     faults: Mutex<VecDeque<Fault>>,
     seen: Mutex<Vec<SeenRequest>>,
     next_base: RwLock<Option<String>>,
+    rate_limit: Mutex<Option<RateWindow>>,
 }
 
 /// The simulated API. Cloning shares the same state.
@@ -328,14 +358,31 @@ impl SimulatedApi {
                 faults: Mutex::new(VecDeque::new()),
                 seen: Mutex::new(Vec::new()),
                 next_base: RwLock::new(None),
+                rate_limit: Mutex::new(None),
             }),
         }
     }
 
     /// The demo: a few thousand synthetic customers in `prod` and `test` whose
-    /// usage grows from now on.
+    /// usage grows from now on, behind the real API's 60 requests a minute.
     pub fn demo() -> Self {
-        Self::new(DEMO_API_KEY, synthetic_customers(unix_now(), 42))
+        let api = Self::new(DEMO_API_KEY, synthetic_customers(unix_now(), 42));
+        api.set_rate_limit(Some((60, Duration::from_secs(60))));
+        api
+    }
+
+    /// Answers 429 (with `retry_after` in the body and a `Retry-After` header)
+    /// to requests beyond `limit` in any `window`, as the real API does.
+    pub fn set_rate_limit(&self, limit: Option<(usize, Duration)>) {
+        *self
+            .inner
+            .rate_limit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = limit.map(|(limit, window)| RateWindow {
+            limit,
+            window,
+            recent: VecDeque::new(),
+        });
     }
 
     /// Replaces every customer.
@@ -557,6 +604,24 @@ async fn list_customers(
             "Authentication credentials were not provided."
         };
         return json_response(StatusCode::UNAUTHORIZED, &json!({ "detail": detail }));
+    }
+
+    let limited = api
+        .inner
+        .rate_limit
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+        .map_or(Ok(()), RateWindow::admit);
+    if let Err(seconds) = limited {
+        let mut response = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"detail": "Rate limit exceeded", "retry_after": seconds}),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        return response;
     }
 
     let environment = query.get("environment").map_or("prod", String::as_str);

@@ -98,7 +98,7 @@ pub async fn crawl(client: &RespanClient, environment: &str) -> Result<Crawl, Po
     let mut page = 1u32;
     loop {
         let answer = client
-            .list_customers(environment, page)
+            .fetch_page(environment, page)
             .await
             .map_err(|source| PollError::Api { page, source })?;
         out.pages = page;
@@ -211,6 +211,7 @@ impl Poller {
                     EnvSnapshot {
                         aggregate,
                         completed_at: now,
+                        pages: crawl.pages,
                     },
                     duration,
                 );
@@ -244,7 +245,7 @@ impl Poller {
     }
 
     /// Polls at every interval until `shutdown` is cancelled. Polls never
-    /// overlap: one that overruns delays the next.
+    /// overlap: one that overruns delays the next, and says so.
     pub async fn run(&self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -253,11 +254,39 @@ impl Poller {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
             }
+            let started = Instant::now();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.poll_all() => {}
             }
+            let took = started.elapsed();
+            if took > self.interval {
+                self.warn_overrun(took);
+            }
         }
         tracing::debug!("poller stopped");
+    }
+
+    /// Warns that a poll outlasted the interval, with the interval the pages
+    /// need at the configured request rate.
+    fn warn_overrun(&self, took: Duration) {
+        let pages: u64 = self
+            .store
+            .statuses()
+            .iter()
+            .filter_map(|(_, s)| s.snapshot.as_ref().map(|snap| u64::from(snap.pages)))
+            .sum();
+        let per_page = self.client.limiter().interval();
+        let needed = per_page.saturating_mul(u32::try_from(pages).unwrap_or(u32::MAX));
+        tracing::warn!(
+            took_seconds = took.as_secs_f64(),
+            interval_seconds = self.interval.as_secs_f64(),
+            pages,
+            needed_seconds = needed.as_secs_f64(),
+            "a poll took longer than --respan.poll-interval, so the next one starts late; \
+             at --respan.requests-per-minute the {pages} pages need at least {:.0}s: raise \
+             --respan.poll-interval above that",
+            needed.as_secs_f64()
+        );
     }
 }

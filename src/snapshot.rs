@@ -16,6 +16,8 @@ pub struct EnvSnapshot {
     pub aggregate: Aggregate,
     /// When the poll completed, Unix seconds.
     pub completed_at: f64,
+    /// Pages the poll read.
+    pub pages: u32,
 }
 
 /// The state of one environment.

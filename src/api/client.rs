@@ -30,6 +30,69 @@ const MAX_BODY_BYTES: usize = 64 << 20;
 /// Longest `detail` kept from an error answer.
 const MAX_DETAIL_CHARS: usize = 300;
 
+/// How a page is asked for again after a failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries of one page after a 5xx, a timeout or a transport error.
+    pub max_retries: u32,
+    /// The first backoff; each retry doubles it, up to `backoff_max`, and a
+    /// random part of up to half of it is taken off (jitter).
+    pub backoff_base: Duration,
+    /// The longest backoff.
+    pub backoff_max: Duration,
+    /// 429 answers in a row for one page before the poll gives up.
+    pub max_rate_limited: u32,
+    /// Wait after a 429 that says nothing about how long to wait.
+    pub default_retry_after: Duration,
+    /// The longest wait a 429 can impose.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+            max_rate_limited: 10,
+            default_retry_after: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The backoff before retry number `retry` (1-based), with jitter.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let full = self
+            .backoff_base
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20))
+            .min(self.backoff_max);
+        full.mul_f64(1.0 - 0.5 * random_unit())
+    }
+
+    /// The wait after a 429 that asked for `retry_after` seconds.
+    pub fn rate_limit_wait(&self, retry_after: Option<f64>) -> Duration {
+        retry_after
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .unwrap_or(self.default_retry_after)
+            .min(self.max_retry_after)
+    }
+}
+
+/// A number in [0, 1) that differs between calls (for jitter; not cryptographic).
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A client for one Respan API root.
 #[derive(Debug, Clone)]
 pub struct RespanClient {
@@ -39,6 +102,7 @@ pub struct RespanClient {
     timeout: Duration,
     limiter: Arc<RateLimiter>,
     metrics: ApiMetrics,
+    retry: RetryPolicy,
 }
 
 impl RespanClient {
@@ -49,6 +113,7 @@ impl RespanClient {
         timeout: Duration,
         limiter: Arc<RateLimiter>,
         metrics: ApiMetrics,
+        retry: RetryPolicy,
     ) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -64,6 +129,7 @@ impl RespanClient {
             timeout,
             limiter,
             metrics,
+            retry,
         })
     }
 
@@ -86,7 +152,52 @@ impl RespanClient {
         url
     }
 
-    /// Fetches one page. Every answer is counted in `respan_api_requests_total`.
+    /// Fetches one page, asking again for the same page after a 429 (waiting
+    /// what the server says, capped) or a transient failure (with exponential
+    /// backoff and jitter), within the bounds of the [`RetryPolicy`]. A 401,
+    /// 403 or other 4xx is not retried.
+    pub async fn fetch_page(&self, environment: &str, page: u32) -> Result<CustomerPage, ApiError> {
+        let (mut failures, mut limited) = (0u32, 0u32);
+        loop {
+            let err = match self.list_customers(environment, page).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => e,
+            };
+            let wait = match &err {
+                ApiError::Status {
+                    status: 429,
+                    retry_after,
+                    ..
+                } => {
+                    limited += 1;
+                    if limited > self.retry.max_rate_limited {
+                        return Err(err);
+                    }
+                    let wait = self.retry.rate_limit_wait(*retry_after);
+                    self.metrics.add_rate_limit_wait(wait);
+                    wait
+                }
+                e if e.is_transient() => {
+                    failures += 1;
+                    if failures > self.retry.max_retries {
+                        return Err(err);
+                    }
+                    self.retry.backoff(failures)
+                }
+                _ => return Err(err),
+            };
+            tracing::warn!(
+                environment,
+                page,
+                error = %err,
+                retry_in_seconds = wait.as_secs_f64(),
+                "API request failed; asking for the same page again"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Fetches one page, once. Every answer is counted in `respan_api_requests_total`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn list_customers(
         &self,
@@ -244,6 +355,7 @@ mod tests {
             Duration::from_secs(1),
             Arc::new(RateLimiter::per_minute(60, 1)),
             metrics.api(),
+            RetryPolicy::default(),
         )
         .expect("client")
     }
@@ -260,6 +372,23 @@ mod tests {
             c.page_url("test", 1).as_str(),
             "http://proxy.local:8080/respan/api/users/list/?page=1&page_size=1000&sort_by=first_seen&environment=test"
         );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_at_most_half_taken_off() {
+        let p = RetryPolicy::default();
+        for (retry, full) in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 30.0), (40, 30.0)] {
+            let b = p.backoff(retry).as_secs_f64();
+            assert!(b <= full && b >= full / 2.0, "retry {retry}: {b}");
+        }
+    }
+
+    #[test]
+    fn rate_limit_waits_are_capped() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.rate_limit_wait(Some(5.0)), Duration::from_secs(5));
+        assert_eq!(p.rate_limit_wait(None), Duration::from_secs(30));
+        assert_eq!(p.rate_limit_wait(Some(1e9)), Duration::from_secs(120));
     }
 
     #[test]

@@ -213,6 +213,8 @@ async fn the_key_never_appears_in_logs_metrics_or_pages() {
             "300ms",
             "--respan.requests-per-minute",
             "6000",
+            "--respan.max-retries",
+            "0",
             "--log.level",
             "trace",
         ],
@@ -235,5 +237,38 @@ async fn the_key_never_appears_in_logs_metrics_or_pages() {
         api.requests()
             .iter()
             .all(|r| r.authorized || r.uri.contains("page="))
+    );
+}
+
+#[tokio::test]
+async fn a_poll_longer_than_the_interval_warns_how_long_its_pages_need() {
+    let stop = CancellationToken::new();
+    let api = SimulatedApi::new(TEST_KEY, many_customers("prod", 5000));
+    let (url, _) = api.start(stop.clone()).await.expect("API starts");
+    // Five pages at 120 requests a minute (burst 3) take about a second, twice
+    // the interval.
+    let exporter = Running::start(
+        &[
+            "--respan.base-url",
+            &url,
+            "--respan.environments",
+            "prod",
+            "--respan.poll-interval",
+            "500ms",
+            "--respan.requests-per-minute",
+            "120",
+        ],
+        &[("RESPAN_API_KEY", TEST_KEY)],
+    );
+    assert!(exporter.wait_ready().await, "never became ready");
+    let warned = eventually(Duration::from_secs(10), async || api.requests().len() >= 10).await;
+    assert!(warned);
+    let (_, log) = exporter.terminate();
+    stop.cancel();
+    assert!(
+        log.contains("took longer than --respan.poll-interval")
+            && log.contains("the 5 pages need at least")
+            && log.contains("raise --respan.poll-interval"),
+        "{log}"
     );
 }

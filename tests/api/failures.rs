@@ -34,8 +34,11 @@ async fn poll_keeps_last_snapshot_when_page_two_fails_with_a_server_error() {
     let app = polled_app().await;
     let before = app.scrape().await;
     double_costs(&app);
-    app.api
-        .inject(Fault::error(Some(2), 500, "Internal server error"));
+    // The first answer and all three retries fail.
+    for _ in 0..4 {
+        app.api
+            .inject(Fault::error(Some(2), 500, "Internal server error"));
+    }
     app.poll().await;
 
     let m = app.scrape().await;
@@ -57,7 +60,7 @@ async fn poll_keeps_last_snapshot_when_page_two_fails_with_a_server_error() {
             "respan_api_requests_total",
             &[("environment", "prod"), ("code", "500")]
         ),
-        Some(1.0)
+        Some(4.0)
     );
     let status = app.poller_status("prod");
     assert_eq!(
@@ -296,7 +299,7 @@ async fn unreachable_api_fails_the_poll_with_a_connect_error() {
             "respan_api_requests_total",
             &[("environment", "prod"), ("code", "connect")]
         ),
-        Some(1.0)
+        Some(4.0)
     );
 }
 
@@ -307,10 +310,12 @@ async fn a_slow_answer_times_out() {
         c.timeout = std::time::Duration::from_millis(300);
     })
     .await;
-    app.api.inject(Fault::on_page(
-        Some(1),
-        FaultKind::Delay(std::time::Duration::from_secs(3)),
-    ));
+    for _ in 0..4 {
+        app.api.inject(Fault::on_page(
+            Some(1),
+            FaultKind::Delay(std::time::Duration::from_secs(3)),
+        ));
+    }
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(failures(&m, "timeout"), Some(1.0));
@@ -319,6 +324,6 @@ async fn a_slow_answer_times_out() {
             "respan_api_requests_total",
             &[("environment", "prod"), ("code", "timeout")]
         ),
-        Some(1.0)
+        Some(4.0)
     );
 }

@@ -7,3 +7,4 @@ mod exposition;
 mod failures;
 mod helpers;
 mod http;
+mod retries;
