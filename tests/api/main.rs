@@ -7,4 +7,5 @@ mod exposition;
 mod failures;
 mod helpers;
 mod http;
+mod properties;
 mod retries;
