@@ -13,7 +13,7 @@ use crate::demo::{DEMO_API_KEY, SimulatedApi};
 use crate::metrics::Metrics;
 use crate::poller::Poller;
 use crate::ratelimit::{DEFAULT_BURST, RateLimiter};
-use crate::server::{AppState, router};
+use crate::server::{AppState, ServerLimits, router, serve};
 use crate::snapshot::SnapshotStore;
 
 /// Why the exporter could not start.
@@ -49,6 +49,8 @@ pub struct Application {
     poller: Arc<Poller>,
     shutdown: CancellationToken,
     api_url: String,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ServerLimits,
 }
 
 impl Application {
@@ -115,7 +117,10 @@ impl Application {
                 metrics,
                 store,
                 telemetry_path: config.telemetry_path.clone(),
+                basic_auth: config.web.basic_auth.clone(),
             },
+            tls: config.web.tls.clone(),
+            limits: config.server_limits.clone(),
             poller,
             shutdown,
             api_url: base_url.to_string(),
@@ -153,7 +158,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
         poll: bool,
-    ) -> std::io::Result<()> {
+    ) {
         let token = self.shutdown.clone();
         let poller = self.poller.clone();
         let poll_task = poll.then(|| {
@@ -178,21 +183,25 @@ impl Application {
         );
 
         let stop = token.clone();
-        let served = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(async move {
+        serve(
+            self.listener,
+            router(self.state),
+            self.tls,
+            self.limits,
+            async move {
                 tokio::select! {
                     _ = shutdown => {}
                     _ = stop.cancelled() => {}
                 }
                 tracing::info!("shutting down");
                 stop.cancel();
-            })
-            .await;
+            },
+        )
+        .await;
         token.cancel();
         if let Some(task) = poll_task {
             let _ = task.await;
         }
-        served
     }
 
     /// A token that stops the application when cancelled.

@@ -14,6 +14,8 @@ use clap::{Parser, ValueEnum};
 use reqwest::Url;
 
 use crate::api::RetryPolicy;
+use crate::server::ServerLimits;
+use crate::web_config::WebConfig;
 
 /// Environment variable that carries the API key.
 pub const API_KEY_ENV: &str = "RESPAN_API_KEY";
@@ -114,6 +116,14 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub telemetry_path: String,
+
+    /// Web configuration file (exporter-toolkit format): TLS and basic authentication.
+    #[arg(
+        long = "web.config.file",
+        env = "RESPAN_WEB_CONFIG_FILE",
+        value_name = "PATH"
+    )]
+    pub web_config_file: Option<PathBuf>,
 
     /// Only log messages with the given severity or above: trace, debug, info, warn, error.
     #[arg(long = "log.level", env = "RESPAN_LOG_LEVEL", default_value = "info", value_name = "LEVEL", value_parser = parse_level)]
@@ -298,6 +308,10 @@ pub struct Config {
     pub listen_address: ListenAddress,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
+    /// TLS and basic authentication of the web server.
+    pub web: WebConfig,
+    /// Timeouts and connection limit of the web server.
+    pub server_limits: ServerLimits,
     /// Log level.
     pub log_level: tracing::Level,
     /// Log format.
@@ -393,6 +407,13 @@ impl Config {
             DEFAULT_POLL_INTERVAL
         });
 
+        let web = match &cli.web_config_file {
+            Some(path) => {
+                WebConfig::load(path).map_err(|e| bad("--web.config.file", e.to_string()))?
+            }
+            None => WebConfig::default(),
+        };
+
         Ok(Config {
             key,
             base_url,
@@ -407,6 +428,8 @@ impl Config {
             top_n: cli.top_n as usize,
             listen_address,
             telemetry_path,
+            web,
+            server_limits: ServerLimits::default(),
             log_level: cli.log_level,
             log_format: cli.log_format,
             demo: cli.demo,
@@ -435,6 +458,8 @@ impl Config {
                 port: 0,
             },
             telemetry_path: "/metrics".into(),
+            web: WebConfig::default(),
+            server_limits: ServerLimits::default(),
             log_level: tracing::Level::INFO,
             log_format: LogFormat::Text,
             demo: false,

@@ -23,7 +23,9 @@
 //! - [`snapshot`]: the last complete result per environment, swapped whole.
 //! - [`metrics`]: every metric on a private registry, rendered at scrape time
 //!   from the snapshots, never waiting on the API.
-//! - [`server`]: landing page, metrics, `/healthz`, `/readyz`.
+//! - [`server`]: landing page, metrics, `/healthz`, `/readyz`, over HTTP or
+//!   TLS, with timeouts and a connection limit.
+//! - [`web_config`]: `--web.config.file` (TLS, client certificates, basic auth).
 //! - [`demo`]: a simulated Respan API for `--demo` and the integration tests.
 //! - [`app`]: builds all of it from a [`Config`] and runs it until shutdown.
 
@@ -38,6 +40,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;
+pub mod web_config;
 
 pub use app::{Application, BuildError, shutdown_signal};
 pub use config::{Cli, Config};

@@ -44,12 +44,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        match app.run_until_stopped(shutdown_signal(), true).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "server failed");
-                ExitCode::FAILURE
-            }
-        }
+        app.run_until_stopped(shutdown_signal(), true).await;
+        ExitCode::SUCCESS
     })
 }

@@ -113,7 +113,11 @@ fn missing_key_exits_with_one_line_naming_it() {
 
 #[test]
 fn bad_flags_exit_non_zero_naming_the_flag() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["--web.config.file", "/nonexistent/web.yml"],
+            "--web.config.file",
+        ),
         (
             &["--respan.poll-interval", "soon"],
             "--respan.poll-interval",

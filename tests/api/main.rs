@@ -9,3 +9,4 @@ mod helpers;
 mod http;
 mod properties;
 mod retries;
+mod web;

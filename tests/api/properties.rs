@@ -17,7 +17,8 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         ".{0,12}".prop_map(Value::from),
         "-?[0-9]{1,8}(\\.[0-9]{1,6})?".prop_map(Value::from),
     ];
@@ -53,7 +54,9 @@ fn finite_non_negative(v: f64) -> bool {
 }
 
 fn customer_ok(c: &Customer) -> bool {
-    [c.cost_usd, c.tokens, c.requests].into_iter().all(finite_non_negative)
+    [c.cost_usd, c.tokens, c.requests]
+        .into_iter()
+        .all(finite_non_negative)
         && [
             c.average_latency_seconds,
             c.average_ttft_seconds,
@@ -74,19 +77,21 @@ fn arb_customer() -> impl Strategy<Value = Customer> {
         prop::option::of(0.0f64..5.0),
         prop::option::of(1_699_000_000i64..1_700_100_000),
     )
-        .prop_map(|(identifier, cost, requests, latency, ttft, last_active)| Customer {
-            key: identifier.as_ref().map(|i| format!("{i}-{cost}").into()),
-            identifier: identifier.map(Into::into),
-            cost_usd: cost,
-            tokens: f64::from(requests) * 3.0,
-            requests: f64::from(requests),
-            average_latency_seconds: latency,
-            average_ttft_seconds: ttft,
-            first_seen: last_active,
-            last_active,
-            total_budget_usd: None,
-            period_budget_usd: None,
-        })
+        .prop_map(
+            |(identifier, cost, requests, latency, ttft, last_active)| Customer {
+                key: identifier.as_ref().map(|i| format!("{i}-{cost}").into()),
+                identifier: identifier.map(Into::into),
+                cost_usd: cost,
+                tokens: f64::from(requests) * 3.0,
+                requests: f64::from(requests),
+                average_latency_seconds: latency,
+                average_ttft_seconds: ttft,
+                first_seen: last_active,
+                last_active,
+                total_budget_usd: None,
+                period_budget_usd: None,
+            },
+        )
 }
 
 proptest! {
