@@ -158,10 +158,11 @@ async fn client_errors_are_not_retried() {
 async fn the_client_limit_keeps_the_exporter_under_the_api_limit() {
     // The API admits 20 requests in any 2 s (600 a minute); a crawl of 25 pages.
     let customers = many_customers("prod", 25_000);
-    // At 500 requests a minute (with a burst of 3) the exporter never trips it.
+    // At 400 requests a minute (with a burst of 3: at most 17 in any 2 s) the
+    // exporter never trips it.
     let app = spawn_app_with(customers.clone(), |c| {
         c.environments = vec!["prod".into()];
-        c.requests_per_minute = 500;
+        c.requests_per_minute = 400;
     })
     .await;
     app.api.set_rate_limit(Some((20, Duration::from_secs(2))));
@@ -183,17 +184,18 @@ async fn the_client_limit_keeps_the_exporter_under_the_api_limit() {
         Some(25.0)
     );
 
-    // Without the client limit, the same crawl is answered 429, waits, and
-    // still completes without restarting.
-    let fast = spawn_app_with(customers, |c| {
+    // Control: an exporter allowed far more than a stricter API admits (3 a
+    // second) is answered 429 on a 6-page crawl, waits, and still completes
+    // without restarting the crawl.
+    let fast = spawn_app_with(many_customers("prod", 6000), |c| {
         c.environments = vec!["prod".into()];
         c.requests_per_minute = 6000;
     })
     .await;
-    fast.api.set_rate_limit(Some((20, Duration::from_secs(2))));
+    fast.api.set_rate_limit(Some((3, Duration::from_secs(1))));
     fast.poll().await;
     let m = fast.scrape().await;
-    assert_eq!(m.env("respan_customers", "prod"), Some(25_000.0));
+    assert_eq!(m.env("respan_customers", "prod"), Some(6000.0));
     let throttled = m
         .get(
             "respan_api_requests_total",
@@ -206,8 +208,11 @@ async fn the_client_limit_keeps_the_exporter_under_the_api_limit() {
             "respan_api_requests_total",
             &[("environment", "prod"), ("code", "200")]
         ),
-        Some(25.0)
+        Some(6.0)
     );
+    let mut pages = pages_requested(&fast);
+    pages.dedup();
+    assert_eq!(pages, [1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test]
