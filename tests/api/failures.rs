@@ -22,13 +22,6 @@ fn double_costs(app: &TestApp) {
         .update_customers(|cs| cs.iter_mut().for_each(|c| c.cost *= 2.0));
 }
 
-fn failures(m: &Exposition, reason: &str) -> Option<f64> {
-    m.get(
-        "respan_poll_failures_total",
-        &[("environment", "prod"), ("reason", reason)],
-    )
-}
-
 #[tokio::test]
 async fn poll_keeps_last_snapshot_when_page_two_fails_with_a_server_error() {
     let app = polled_app().await;
@@ -54,14 +47,8 @@ async fn poll_keeps_last_snapshot_when_page_two_fails_with_a_server_error() {
         m.customers("respan_customer_cost_usd", "prod"),
         before.customers("respan_customer_cost_usd", "prod")
     );
-    assert_eq!(failures(&m, "server_error"), Some(1.0));
-    assert_eq!(
-        m.get(
-            "respan_api_requests_total",
-            &[("environment", "prod"), ("code", "500")]
-        ),
-        Some(4.0)
-    );
+    assert_eq!(m.failures("prod", "server_error"), Some(1.0));
+    assert_eq!(m.answers("prod", "500"), Some(4.0));
     let status = app.poller_status("prod");
     assert_eq!(
         status.as_deref(),
@@ -90,7 +77,7 @@ async fn truncated_json_fails_the_poll_and_keeps_the_snapshot() {
         m.env("respan_cost_usd", "prod"),
         before.env("respan_cost_usd", "prod")
     );
-    assert_eq!(failures(&m, "bad_answer"), Some(1.0));
+    assert_eq!(m.failures("prod", "bad_answer"), Some(1.0));
     let status = app.poller_status("prod").expect("an error");
     assert!(
         status.starts_with("page 3: answer is not a valid customers page: EOF while parsing"),
@@ -132,14 +119,8 @@ async fn rejected_key_fails_every_poll_and_readiness_stays_false() {
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(0.0));
     assert_eq!(m.env("respan_customers", "prod"), None);
-    assert_eq!(failures(&m, "auth"), Some(2.0));
-    assert_eq!(
-        m.get(
-            "respan_api_requests_total",
-            &[("environment", "prod"), ("code", "401")]
-        ),
-        Some(2.0)
-    );
+    assert_eq!(m.failures("prod", "auth"), Some(2.0));
+    assert_eq!(m.answers("prod", "401"), Some(2.0));
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 503);
     assert!(body.contains("HTTP 401: Invalid API key."), "{body}");
@@ -179,7 +160,7 @@ async fn count_that_disagrees_with_the_pages_fails_the_poll() {
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(0.0));
-    assert_eq!(failures(&m, "count_mismatch"), Some(1.0));
+    assert_eq!(m.failures("prod", "count_mismatch"), Some(1.0));
     assert_eq!(
         app.poller_status("prod").as_deref(),
         Some("the API counts 2600 customers but its pages held 2500 distinct ones")
@@ -209,7 +190,7 @@ async fn a_page_that_repeats_the_previous_one_fails_the_poll() {
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(0.0));
-    assert_eq!(failures(&m, "count_mismatch"), Some(1.0));
+    assert_eq!(m.failures("prod", "count_mismatch"), Some(1.0));
     assert_eq!(m.env("respan_customers", "prod"), Some(2500.0));
 }
 
@@ -237,7 +218,7 @@ async fn an_endless_next_is_cut_off() {
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(0.0));
-    assert_eq!(failures(&m, "bad_pagination"), Some(1.0));
+    assert_eq!(m.failures("prod", "bad_pagination"), Some(1.0));
     // One page for one customer plus the two pages of margin.
     assert_eq!(app.api.requests().len(), 3);
 }
@@ -293,14 +274,8 @@ async fn unreachable_api_fails_the_poll_with_a_connect_error() {
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(0.0));
-    assert_eq!(failures(&m, "connect"), Some(1.0));
-    assert_eq!(
-        m.get(
-            "respan_api_requests_total",
-            &[("environment", "prod"), ("code", "connect")]
-        ),
-        Some(4.0)
-    );
+    assert_eq!(m.failures("prod", "connect"), Some(1.0));
+    assert_eq!(m.answers("prod", "connect"), Some(4.0));
 }
 
 #[tokio::test]
@@ -318,12 +293,6 @@ async fn a_slow_answer_times_out() {
     }
     app.poll().await;
     let m = app.scrape().await;
-    assert_eq!(failures(&m, "timeout"), Some(1.0));
-    assert_eq!(
-        m.get(
-            "respan_api_requests_total",
-            &[("environment", "prod"), ("code", "timeout")]
-        ),
-        Some(4.0)
-    );
+    assert_eq!(m.failures("prod", "timeout"), Some(1.0));
+    assert_eq!(m.answers("prod", "timeout"), Some(4.0));
 }

@@ -156,6 +156,22 @@ impl Exposition {
         self.get(name, &[("environment", environment)])
     }
 
+    /// `respan_poll_failures_total` for one environment and reason.
+    pub fn failures(&self, environment: &str, reason: &str) -> Option<f64> {
+        self.get(
+            "respan_poll_failures_total",
+            &[("environment", environment), ("reason", reason)],
+        )
+    }
+
+    /// `respan_api_requests_total` for one environment and code.
+    pub fn answers(&self, environment: &str, code: &str) -> Option<f64> {
+        self.get(
+            "respan_api_requests_total",
+            &[("environment", environment), ("code", code)],
+        )
+    }
+
     /// The samples of one metric.
     pub fn all(&self, name: &str) -> Vec<&Sample> {
         self.samples.iter().filter(|s| s.name == name).collect()

@@ -59,14 +59,7 @@ async fn server_errors_are_retried_and_the_crawl_goes_on_from_the_same_page() {
     assert_eq!(m.env("respan_customers", "prod"), Some(2500.0));
     assert_eq!(pages_requested(&app), [1, 2, 2, 2, 3]);
     for code in ["503", "502"] {
-        assert_eq!(
-            m.get(
-                "respan_api_requests_total",
-                &[("environment", "prod"), ("code", code)]
-            ),
-            Some(1.0),
-            "{code}"
-        );
+        assert_eq!(m.answers("prod", code), Some(1.0), "{code}");
     }
 }
 
@@ -85,13 +78,7 @@ async fn a_429_waits_what_the_body_says_then_retries_the_same_page() {
         .get("respan_rate_limit_wait_seconds_total", &[])
         .expect("wait counter");
     assert!((1.0..1.5).contains(&waited), "{waited}");
-    assert_eq!(
-        m.get(
-            "respan_api_requests_total",
-            &[("environment", "prod"), ("code", "429")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(m.answers("prod", "429"), Some(1.0));
 }
 
 #[tokio::test]
@@ -134,13 +121,7 @@ async fn endless_429s_fail_the_poll_after_a_bound() {
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(0.0));
-    assert_eq!(
-        m.get(
-            "respan_poll_failures_total",
-            &[("environment", "prod"), ("reason", "rate_limited")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(m.failures("prod", "rate_limited"), Some(1.0));
     assert_eq!(pages_requested(&app), [1, 1, 1]);
 }
 
@@ -169,20 +150,8 @@ async fn the_client_limit_keeps_the_exporter_under_the_api_limit() {
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(m.env("respan_customers", "prod"), Some(25_000.0));
-    assert_eq!(
-        m.get(
-            "respan_api_requests_total",
-            &[("environment", "prod"), ("code", "429")]
-        ),
-        None
-    );
-    assert_eq!(
-        m.get(
-            "respan_api_requests_total",
-            &[("environment", "prod"), ("code", "200")]
-        ),
-        Some(25.0)
-    );
+    assert_eq!(m.answers("prod", "429"), None);
+    assert_eq!(m.answers("prod", "200"), Some(25.0));
 
     // Control: an exporter allowed far more than a stricter API admits (3 a
     // second) is answered 429 on a 6-page crawl, waits, and still completes
@@ -203,13 +172,7 @@ async fn the_client_limit_keeps_the_exporter_under_the_api_limit() {
         )
         .unwrap_or(0.0);
     assert!(throttled >= 1.0, "the control crawl was never throttled");
-    assert_eq!(
-        m.get(
-            "respan_api_requests_total",
-            &[("environment", "prod"), ("code", "200")]
-        ),
-        Some(6.0)
-    );
+    assert_eq!(m.answers("prod", "200"), Some(6.0));
     let mut pages = pages_requested(&fast);
     pages.dedup();
     assert_eq!(pages, [1, 2, 3, 4, 5, 6]);
@@ -266,13 +229,7 @@ async fn a_rotated_key_file_is_used_at_the_next_poll() {
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(0.0));
-    assert_eq!(
-        m.get(
-            "respan_poll_failures_total",
-            &[("environment", "prod"), ("reason", "key_file")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(m.failures("prod", "key_file"), Some(1.0));
     assert_eq!(m.env("respan_customers", "prod"), Some(10.0));
     std::fs::remove_dir_all(&dir).ok();
 }
