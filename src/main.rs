@@ -39,7 +39,6 @@ fn main() -> ExitCode {
         let app = match Application::build(config).await {
             Ok(app) => app,
             Err(e) => {
-                tracing::error!("{e}");
                 eprintln!("respan-exporter: error: {e}");
                 return ExitCode::from(2);
             }
