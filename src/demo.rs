@@ -732,7 +732,7 @@ const COMPANIES: [&str; 16] = [
 ///
 /// About a fifth are inactive; the rest make requests at heavy-tailed rates, so
 /// a few customers dominate the cost. Some customers appear during the first
-/// ten minutes, one `prod` customer has a cost burst two to four minutes in, a
+/// ten minutes, one `prod` customer has a cost burst from 30 s to 150 s in, a
 /// few carry budgets, some send `total_cost` as a string, and `test` holds
 /// identifiers that need escaping in the exposition format.
 pub fn synthetic_customers(now: i64, seed: u64) -> Vec<SimCustomer> {
@@ -802,14 +802,15 @@ pub fn synthetic_customers(now: i64, seed: u64) -> Vec<SimCustomer> {
             });
         }
     }
-    // A cost burst: one prod customer makes requests 40 times faster from
-    // minute two to minute four.
+    // A cost burst, so that spend-rate panels show one within the first
+    // minutes: one prod customer makes requests 40 times faster from 30 s to
+    // 150 s after the start.
     if let Some(c) = out
         .iter_mut()
         .find(|c| c.environment == "prod" && c.growth.requests_per_second > 0.0)
     {
-        c.growth.burst_from = 120.0;
-        c.growth.burst_until = 240.0;
+        c.growth.burst_from = 30.0;
+        c.growth.burst_until = 150.0;
         c.growth.burst_factor = 40.0;
     }
     // Identifiers that need escaping in the exposition format.
