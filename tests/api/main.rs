@@ -3,6 +3,7 @@
 
 mod cli;
 mod crawl;
+mod deploy;
 mod exposition;
 mod failures;
 mod helpers;
