@@ -86,22 +86,30 @@ impl WeightedMean {
     }
 }
 
-/// The order of the top list: cost descending, then identifier, then key.
+/// The order of the top list: cost descending, then identifier (then the other
+/// totals, so that the order is total).
 fn by_cost_then_identifier(a: &Customer, b: &Customer) -> Ordering {
     b.cost_usd
         .total_cmp(&a.cost_usd)
-        .then_with(|| a.identifier.cmp(&b.identifier))
-        .then_with(|| a.key.cmp(&b.key))
+        .then_with(|| a.identifier().cmp(&b.identifier()))
+        .then_with(|| b.tokens.total_cmp(&a.tokens))
+        .then_with(|| b.requests.total_cmp(&a.requests))
 }
 
 /// The `n` customers with the highest cost, each identifier once (the first in
 /// order wins; a customer without an identifier cannot have a series).
-pub fn top_by_cost(customers: &[Customer], n: usize) -> Vec<Customer> {
+pub fn top_by_cost<'a>(
+    customers: impl IntoIterator<Item = &'a Customer>,
+    n: usize,
+) -> Vec<Customer> {
+    if n == 0 {
+        return Vec::new();
+    }
     let mut eligible: Vec<&Customer> = customers
-        .iter()
-        .filter(|c| c.identifier.is_some())
+        .into_iter()
+        .filter(|c| c.identifier().is_some())
         .collect();
-    if n == 0 || eligible.is_empty() {
+    if eligible.is_empty() {
         return Vec::new();
     }
     // Select a prefix a little longer than n, sort only it, and widen it in the
@@ -116,7 +124,7 @@ pub fn top_by_cost(customers: &[Customer], n: usize) -> Vec<Customer> {
         let mut seen = HashSet::new();
         let top: Vec<Customer> = prefix
             .iter()
-            .filter(|c| seen.insert(c.identifier.as_deref()))
+            .filter(|c| seen.insert(c.identifier()))
             .take(n)
             .map(|c| (*c).clone())
             .collect();
@@ -128,29 +136,37 @@ pub fn top_by_cost(customers: &[Customer], n: usize) -> Vec<Customer> {
 }
 
 /// Aggregates one environment's customers as of `now` (Unix seconds).
-pub fn aggregate(customers: &[Customer], now: i64, top_n: usize) -> Aggregate {
+pub fn aggregate<'a, I>(customers: I, now: i64, top_n: usize) -> Aggregate
+where
+    I: IntoIterator<Item = &'a Customer>,
+    I::IntoIter: Clone,
+{
+    let customers = customers.into_iter();
+    let mut count = 0u64;
     let (mut cost, mut tokens, mut requests) = (Sum::default(), Sum::default(), Sum::default());
     let (mut latency, mut ttft) = (WeightedMean::default(), WeightedMean::default());
     let mut active = [0u64; WINDOWS.len()];
     let mut new = [0u64; WINDOWS.len()];
-    for c in customers {
+    for c in customers.clone() {
+        count += 1;
         cost.add(c.cost_usd);
         tokens.add(c.tokens);
         requests.add(c.requests);
-        latency.add(c.average_latency_seconds, c.requests);
-        ttft.add(c.average_ttft_seconds, c.requests);
+        latency.add(c.average_latency_seconds(), c.requests);
+        ttft.add(c.average_ttft_seconds(), c.requests);
+        let (last_active, first_seen) = (c.last_active(), c.first_seen());
         for (i, (_, len)) in WINDOWS.iter().enumerate() {
             let since = now.saturating_sub(*len);
-            if c.last_active.is_some_and(|t| t >= since) {
+            if last_active.is_some_and(|t| t >= since) {
                 active[i] += 1;
             }
-            if c.first_seen.is_some_and(|t| t >= since) {
+            if first_seen.is_some_and(|t| t >= since) {
                 new[i] += 1;
             }
         }
     }
     Aggregate {
-        customers: customers.len() as u64,
+        customers: count,
         cost_usd: cost.value(),
         tokens: tokens.value(),
         requests: requests.value(),
@@ -167,19 +183,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn customer(id: &str, cost: f64, requests: f64) -> Customer {
-        Customer {
-            key: Some(format!("{id}-key").into()),
-            identifier: Some(id.into()),
-            cost_usd: cost,
-            tokens: requests * 10.0,
-            requests,
-            average_latency_seconds: None,
-            average_ttft_seconds: None,
-            first_seen: None,
-            last_active: None,
-            total_budget_usd: None,
-            period_budget_usd: None,
-        }
+        Customer::new(Some(id), cost, requests * 10.0, requests)
     }
 
     const NOW: i64 = 1_800_000_000;
@@ -196,14 +200,11 @@ mod tests {
 
     #[test]
     fn means_are_weighted_by_requests_and_skip_missing_values() {
-        let mut a = customer("a", 1.0, 10.0);
-        a.average_latency_seconds = Some(1.0);
-        a.average_ttft_seconds = Some(0.5);
-        let mut b = customer("b", 1.0, 30.0);
-        b.average_latency_seconds = Some(2.0);
+        let a = customer("a", 1.0, 10.0).with_latency(Some(1.0), Some(0.5));
         // b has no TTFT: it reports no streaming requests.
-        let mut c = customer("c", 1.0, 0.0);
-        c.average_latency_seconds = Some(100.0); // no requests: no weight
+        let b = customer("b", 1.0, 30.0).with_latency(Some(2.0), None);
+        // c has no requests, so no weight.
+        let c = customer("c", 1.0, 0.0).with_latency(Some(100.0), None);
         let agg = aggregate(&[a, b, c], NOW, 10);
         assert_eq!(agg.average_latency_seconds, Some((10.0 + 60.0) / 40.0));
         assert_eq!(agg.average_ttft_seconds, Some(0.5));
@@ -226,10 +227,10 @@ mod tests {
             .iter()
             .enumerate()
         {
-            let mut c = customer(&format!("c{i}"), 0.0, 0.0);
-            c.last_active = Some(NOW - age);
-            c.first_seen = Some(NOW - age);
-            cs.push(c);
+            cs.push(
+                customer(&format!("c{i}"), 0.0, 0.0)
+                    .with_activity(Some(NOW - age), Some(NOW - age)),
+            );
         }
         cs.push(customer("never", 0.0, 0.0));
         let agg = aggregate(&cs, NOW, 0);
@@ -250,7 +251,7 @@ mod tests {
         ];
         let ids = |top: &[Customer]| -> Vec<String> {
             top.iter()
-                .map(|c| c.identifier.as_deref().unwrap_or("").to_string())
+                .map(|c| c.identifier().unwrap_or("").to_string())
                 .collect()
         };
         assert_eq!(ids(&top_by_cost(&cs, 3)), ["z", "a", "b"]);
@@ -260,10 +261,8 @@ mod tests {
 
     #[test]
     fn top_has_each_identifier_once_and_skips_customers_without_one() {
-        let mut dup = customer("a", 8.0, 1.0);
-        dup.key = Some("other-key".into());
-        let mut anonymous = customer("x", 100.0, 1.0);
-        anonymous.identifier = None;
+        let dup = customer("a", 8.0, 1.0);
+        let anonymous = Customer::new(None, 100.0, 10.0, 1.0);
         let cs = [
             customer("a", 9.0, 1.0),
             dup,
@@ -272,7 +271,7 @@ mod tests {
             customer("c", 6.0, 1.0),
         ];
         let top = top_by_cost(&cs, 2);
-        let ids: Vec<_> = top.iter().map(|c| c.identifier.as_deref()).collect();
+        let ids: Vec<_> = top.iter().map(Customer::identifier).collect();
         assert_eq!(ids, [Some("a"), Some("b")]);
         assert_eq!(top[0].cost_usd, 9.0);
         // Totals still count every customer.

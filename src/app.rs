@@ -96,7 +96,9 @@ impl Application {
             metrics.clone(),
             config.top_n,
             config.poll_interval,
+            config.full_sync_interval,
         ));
+        metrics.refresh();
 
         let address = config.listen_address.bind_target();
         let listener = TcpListener::bind(&address)

@@ -65,6 +65,10 @@ pub struct Cli {
     #[arg(long = "respan.poll-interval", env = "RESPAN_POLL_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub poll_interval: Option<Duration>,
 
+    /// Time between full passes; polls in between read only customers active since the previous poll.
+    #[arg(long = "respan.full-sync-interval", env = "RESPAN_FULL_SYNC_INTERVAL", default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
+    pub full_sync_interval: Duration,
+
     /// Timeout of one HTTP request to the API.
     #[arg(long = "respan.timeout", env = "RESPAN_TIMEOUT", default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -296,6 +300,8 @@ pub struct Config {
     pub environments: Vec<String>,
     /// Time between the starts of two polls.
     pub poll_interval: Duration,
+    /// Time between full passes; zero makes every pass full.
+    pub full_sync_interval: Duration,
     /// Timeout of one HTTP request.
     pub timeout: Duration,
     /// Client-side cap on API requests per minute.
@@ -419,6 +425,7 @@ impl Config {
             base_url,
             environments,
             poll_interval,
+            full_sync_interval: cli.full_sync_interval,
             timeout: cli.timeout,
             requests_per_minute: cli.requests_per_minute,
             retry: RetryPolicy {
@@ -437,14 +444,15 @@ impl Config {
     }
 
     /// A configuration for tests and embedding: polls `base_url` with `key`,
-    /// listens on 127.0.0.1 on a free port, with no practical rate limit and
-    /// millisecond backoffs.
+    /// listens on 127.0.0.1 on a free port, with no practical rate limit,
+    /// millisecond backoffs, and a full pass at every poll.
     pub fn for_base_url(base_url: Url, key: ApiKey) -> Self {
         Config {
             key: Some(KeySource::Fixed(key)),
             base_url,
             environments: vec!["prod".into(), "test".into()],
             poll_interval: DEFAULT_POLL_INTERVAL,
+            full_sync_interval: Duration::ZERO,
             timeout: Duration::from_secs(30),
             requests_per_minute: 6000,
             retry: RetryPolicy {

@@ -7,8 +7,13 @@
 //! contract: dashboards and alerts depend on them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use axum::body::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
@@ -31,6 +36,7 @@ struct Spec {
 const ENV: &[&str] = &["environment"];
 const ENV_WINDOW: &[&str] = &["environment", "window"];
 const ENV_CUSTOMER: &[&str] = &["environment", "customer_identifier"];
+const ENV_MODE: &[&str] = &["environment", "mode"];
 
 /// A spec whose HELP ends by saying where the number comes from.
 macro_rules! spec {
@@ -138,7 +144,23 @@ const POLL_DURATION: Spec = Spec {
     labels: ENV,
 };
 
-const SNAPSHOT_SPECS: [&Spec; 19] = [
+const POLL_PAGES: Spec = Spec {
+    name: "respan_poll_pages",
+    help: "Pages read by the last full and the last incremental background poll of Respan's List customers API for the environment.",
+    labels: ENV_MODE,
+};
+const CHANGED: Spec = Spec {
+    name: "respan_customers_changed",
+    help: "Customer records merged by the last background poll of Respan's List customers API: those active since the previous poll for an incremental pass, every customer for a full pass.",
+    labels: ENV,
+};
+const INCREMENTAL: Spec = Spec {
+    name: "respan_incremental_supported",
+    help: "1 while an incremental background poll of Respan's List customers API works (customers by descending last_active_timeframe), 0 once the API turned out not to serve one, after which every poll is a full pass.",
+    labels: ENV,
+};
+
+const SNAPSHOT_SPECS: [&Spec; 22] = [
     &CUSTOMERS,
     &COST,
     &TOKENS,
@@ -158,6 +180,9 @@ const SNAPSHOT_SPECS: [&Spec; 19] = [
     &UP,
     &LAST_SUCCESS,
     &POLL_DURATION,
+    &POLL_PAGES,
+    &CHANGED,
+    &INCREMENTAL,
 ];
 
 /// Gauge samples of one metric, gathered before they become a family.
@@ -250,6 +275,14 @@ impl Collector for SnapshotCollector {
                 continue;
             };
             f.get(&LAST_SUCCESS).add(&[e], snap.completed_at);
+            let p = &snap.passes;
+            for (mode, pages) in [("full", p.full_pages), ("incremental", p.incremental_pages)] {
+                f.get(&POLL_PAGES)
+                    .add_some(&[e, mode], pages.map(f64::from));
+            }
+            f.get(&CHANGED).add(&[e], p.changed as f64);
+            f.get(&INCREMENTAL)
+                .add(&[e], if p.incremental_supported { 1.0 } else { 0.0 });
             let a = &snap.aggregate;
             f.get(&CUSTOMERS).add(&[e], a.customers as f64);
             f.get(&COST).add(&[e], a.cost_usd);
@@ -284,7 +317,7 @@ impl<'a> Families<'a> {
     }
 
     fn add_customer(&mut self, e: &str, c: &Customer) {
-        let Some(id) = c.identifier.as_deref() else {
+        let Some(id) = c.identifier() else {
             return;
         };
         let labels = [e, id];
@@ -292,14 +325,15 @@ impl<'a> Families<'a> {
         self.get(&C_TOKENS).add(&labels, c.tokens);
         self.get(&C_REQUESTS).add(&labels, c.requests);
         self.get(&C_LATENCY)
-            .add_some(&labels, c.average_latency_seconds);
-        self.get(&C_TTFT).add_some(&labels, c.average_ttft_seconds);
+            .add_some(&labels, c.average_latency_seconds());
+        self.get(&C_TTFT)
+            .add_some(&labels, c.average_ttft_seconds());
         self.get(&C_LAST_ACTIVE)
-            .add_some(&labels, c.last_active.map(|t| t as f64));
+            .add_some(&labels, c.last_active().map(|t| t as f64));
         self.get(&C_TOTAL_BUDGET)
-            .add_some(&labels, c.total_budget_usd);
+            .add_some(&labels, c.total_budget_usd());
         self.get(&C_PERIOD_BUDGET)
-            .add_some(&labels, c.period_budget_usd);
+            .add_some(&labels, c.period_budget_usd());
     }
 }
 
@@ -324,6 +358,15 @@ impl ApiMetrics {
     }
 }
 
+/// A rendered exposition, plain and gzipped, served as is until the next one.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    /// The text format.
+    pub plain: Bytes,
+    /// The same, gzipped.
+    pub gzip: Bytes,
+}
+
 /// Every metric of the exporter, on its own registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -331,6 +374,7 @@ pub struct Metrics {
     api: ApiMetrics,
     poll_failures: IntCounterVec,
     invalid_records: IntCounterVec,
+    prepared: Arc<RwLock<Arc<Prepared>>>,
 }
 
 impl Metrics {
@@ -392,6 +436,7 @@ impl Metrics {
             },
             poll_failures,
             invalid_records,
+            prepared: Arc::default(),
         })
     }
 
@@ -414,12 +459,43 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// The text exposition of every metric.
+    /// The text exposition of every metric, rendered now.
     pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
         let families = self.registry.gather();
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new().encode(&families, &mut out)?;
         Ok(out)
+    }
+
+    /// Renders the exposition once, plain and gzipped, for every scrape until
+    /// the next refresh. The poller calls it after each poll, so the cost of a
+    /// scrape does not depend on the number of customers or of scrapes.
+    pub fn refresh(&self) {
+        let plain = match self.render() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode metrics; serving the previous rendering");
+                return;
+            }
+        };
+        let mut encoder = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::fast());
+        let gzip = encoder
+            .write_all(&plain)
+            .and_then(|()| encoder.finish())
+            .unwrap_or_default();
+        let prepared = Arc::new(Prepared {
+            plain: Bytes::from(plain),
+            gzip: Bytes::from(gzip),
+        });
+        *self.prepared.write().unwrap_or_else(|p| p.into_inner()) = prepared;
+    }
+
+    /// The last rendering (empty before the first [`Metrics::refresh`]).
+    pub fn prepared(&self) -> Arc<Prepared> {
+        self.prepared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

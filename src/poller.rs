@@ -1,25 +1,44 @@
-//! The background poller: crawls every page of each environment, aggregates,
-//! and publishes a snapshot, or records why it could not.
+//! The background poller: crawls each environment, keeps its customers in a
+//! compact state, aggregates, and publishes a snapshot, or records why it
+//! could not.
 //!
-//! A crawl is all or nothing. Pages are requested by number in ascending
-//! `first_seen` order, each customer `id` is counted once, and the crawl fails
-//! (leaving the last good snapshot in place) when any page fails or when the
-//! pages do not add up to the `count` the API announced.
+//! Two kinds of pass:
+//!
+//! - A **full** pass reads every page in ascending `first_seen` order (so
+//!   customers created during the crawl land after the pages already read) and
+//!   replaces the environment's state. It runs at start, every
+//!   `--respan.full-sync-interval`, and whenever the state cannot be trusted.
+//!   It fails when a page fails or when the pages do not add up to `count`.
+//! - An **incremental** pass, in between, reads customers by descending
+//!   `last_active_timeframe` and stops at the first one last active before the
+//!   previous poll's start (minus [`INCREMENTAL_MARGIN`]); it merges what it
+//!   read into the state. It sees neither deletions nor customers without
+//!   activity; the next full pass does. If the API refuses that order or does
+//!   not follow it, the environment falls back to full passes for good.
+//!
+//! Either way a poll is all or nothing: the published snapshot changes only
+//! when the pass completed.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::aggregate;
-use crate::api::{ApiError, Customer, InvalidField, PAGE_SIZE, RespanClient};
+use crate::api::{
+    ApiError, Customer, CustomerKey, InvalidField, PAGE_SIZE, RespanClient, SORT_BY, SORT_BY_RECENT,
+};
 use crate::metrics::Metrics;
-use crate::snapshot::{EnvSnapshot, SnapshotStore};
+use crate::snapshot::{EnvSnapshot, PassStats, SnapshotStore};
 
 /// Pages allowed beyond what `count` implies, for customers added mid-crawl.
 const EXTRA_PAGES: u64 = 2;
+
+/// How far before the previous poll's start an incremental pass reads: room
+/// for clock skew and for Respan updating `last_active_timeframe` late.
+pub const INCREMENTAL_MARGIN: Duration = Duration::from_secs(120);
 
 /// Why a poll of one environment failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,31 +95,151 @@ impl PollError {
     }
 }
 
-/// Everything one complete crawl of an environment read.
+/// The kind of a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every page.
+    Full,
+    /// Only customers active since the previous poll.
+    Incremental,
+}
+
+impl Mode {
+    /// The `mode` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Incremental => "incremental",
+        }
+    }
+}
+
+/// One environment's customers, sorted by key: 88 bytes a customer plus its
+/// identifier.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CustomerState {
+    entries: Vec<(CustomerKey, Customer)>,
+}
+
+impl CustomerState {
+    /// Customers held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No customer held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The customers, in key order.
+    pub fn customers(&self) -> impl Iterator<Item = &Customer> + Clone {
+        self.entries.iter().map(|(_, c)| c)
+    }
+
+    /// A state from records in any order; of records with the same key, one is
+    /// kept. Returns the state and the number of records dropped as repeats.
+    pub fn from_records(mut records: Vec<(CustomerKey, Customer)>) -> (Self, u64) {
+        // In place: a stable sort would need a buffer half the size of the state.
+        records.sort_unstable_by_key(|(k, _)| *k);
+        let before = records.len();
+        records.dedup_by_key(|(k, _)| *k);
+        let repeats = (before - records.len()) as u64;
+        records.shrink_to_fit();
+        (Self { entries: records }, repeats)
+    }
+
+    /// Replaces or adds each record (keys unique); returns how many it added.
+    pub fn merge(&mut self, mut changed: Vec<(CustomerKey, Customer)>) -> usize {
+        changed.sort_unstable_by_key(|(k, _)| *k);
+        let mut added = Vec::new();
+        for (key, customer) in changed {
+            match self.entries.binary_search_by_key(&key, |(k, _)| *k) {
+                Ok(i) => self.entries[i].1 = customer,
+                Err(_) => added.push((key, customer)),
+            }
+        }
+        let n = added.len();
+        if n > 0 {
+            self.entries.extend(added);
+            self.entries.sort_unstable_by_key(|(k, _)| *k);
+        }
+        n
+    }
+}
+
+/// Everything one pass read.
 #[derive(Debug, Default)]
 pub struct Crawl {
-    /// Distinct customers, in the order the API gave them.
-    pub customers: Vec<Customer>,
+    /// Customers read, with their keys; repeats not yet removed.
+    pub records: Vec<(CustomerKey, Customer)>,
     /// Broken fields seen, by field name.
     pub invalid: BTreeMap<InvalidField, u64>,
     /// Pages requested.
     pub pages: u32,
-    /// Records skipped because their `id` was already read.
-    pub duplicates: u64,
+    /// Records with neither `id` nor `customer_identifier`, which cannot be
+    /// told apart and are left out.
+    pub unkeyed: u64,
+    /// The last page's `count`.
+    pub count: u64,
 }
 
-/// Reads every page of one environment.
-pub async fn crawl(client: &RespanClient, environment: &str) -> Result<Crawl, PollError> {
+impl Crawl {
+    fn take(
+        &mut self,
+        raw: crate::api::RawCustomer,
+        bad: &mut Vec<InvalidField>,
+    ) -> Option<Customer> {
+        bad.clear();
+        let (key, customer) = raw.into_customer(bad);
+        for field in bad.iter() {
+            *self.invalid.entry(field).or_default() += 1;
+        }
+        match key {
+            Some(key) => {
+                self.records.push((key, customer.clone()));
+                Some(customer)
+            }
+            None => {
+                self.unkeyed += 1;
+                None
+            }
+        }
+    }
+}
+
+/// Fails a crawl whose `next` links go on past what `count` allows.
+fn check_page_limit(page: u32, max_count: u64) -> Result<(), PollError> {
+    let limit = max_count.div_ceil(u64::from(PAGE_SIZE)).max(1) + EXTRA_PAGES;
+    if u64::from(page) >= limit {
+        return Err(PollError::TooManyPages {
+            limit,
+            count: max_count,
+        });
+    }
+    Ok(())
+}
+
+/// Reads every page of one environment into a new state.
+pub async fn crawl_full(
+    client: &RespanClient,
+    environment: &str,
+) -> Result<(CustomerState, Crawl), PollError> {
     let mut out = Crawl::default();
-    let mut seen: HashSet<Box<str>> = HashSet::new();
     let mut max_count = 0u64;
     let mut bad = Vec::new();
     let mut page = 1u32;
     loop {
         let answer = client
-            .fetch_page(environment, page)
+            .fetch_page(environment, page, SORT_BY)
             .await
             .map_err(|source| PollError::Api { page, source })?;
+        if page == 1 {
+            // One allocation of the right size, with room for a page of newcomers.
+            let expected = usize::try_from(answer.count).unwrap_or(0);
+            out.records
+                .reserve_exact(expected.min(50_000_000) + PAGE_SIZE as usize);
+        }
         out.pages = page;
         max_count = max_count.max(answer.count);
         let more = answer.next.is_some();
@@ -108,38 +247,107 @@ pub async fn crawl(client: &RespanClient, environment: &str) -> Result<Crawl, Po
             return Err(PollError::EmptyPage { page });
         }
         for raw in answer.results {
-            bad.clear();
-            let customer = raw.into_customer(&mut bad);
-            for field in &bad {
-                *out.invalid.entry(field).or_default() += 1;
-            }
-            let fresh = match &customer.key {
-                Some(key) => seen.insert(key.clone()),
-                None => true,
-            };
-            if fresh {
-                out.customers.push(customer);
-            } else {
-                out.duplicates += 1;
-            }
+            out.take(raw, &mut bad);
         }
         if !more {
-            let seen = out.customers.len() as u64;
-            if seen != answer.count {
-                return Err(PollError::CountMismatch {
-                    count: answer.count,
-                    seen,
-                });
+            out.count = answer.count;
+            break;
+        }
+        check_page_limit(page, max_count)?;
+        page += 1;
+    }
+    let records = std::mem::take(&mut out.records);
+    let (state, _repeats) = CustomerState::from_records(records);
+    let seen = state.len() as u64 + out.unkeyed;
+    if seen != out.count {
+        return Err(PollError::CountMismatch {
+            count: out.count,
+            seen,
+        });
+    }
+    Ok((state, out))
+}
+
+/// Why an incremental pass did not complete.
+#[derive(Debug)]
+pub enum IncrementalError {
+    /// The API does not serve customers by descending last activity.
+    Unsupported(String),
+    /// The pass failed like any poll.
+    Failed(PollError),
+}
+
+/// Reads the customers last active at or after `since` (Unix seconds).
+pub async fn crawl_incremental(
+    client: &RespanClient,
+    environment: &str,
+    since: i64,
+) -> Result<Crawl, IncrementalError> {
+    let mut out = Crawl::default();
+    let mut seen: HashSet<CustomerKey> = HashSet::new();
+    let mut max_count = 0u64;
+    let mut bad = Vec::new();
+    let mut previous: Option<i64> = None;
+    let mut page = 1u32;
+    loop {
+        let answer = match client.fetch_page(environment, page, SORT_BY_RECENT).await {
+            Ok(a) => a,
+            Err(ApiError::Status {
+                status: status @ (400 | 422),
+                detail,
+                ..
+            }) if page == 1 => {
+                return Err(IncrementalError::Unsupported(format!(
+                    "the API answered HTTP {status} to sort_by={SORT_BY_RECENT}{}",
+                    detail.map(|d| format!(": {d}")).unwrap_or_default()
+                )));
             }
+            Err(source) => return Err(IncrementalError::Failed(PollError::Api { page, source })),
+        };
+        out.pages = page;
+        out.count = answer.count;
+        max_count = max_count.max(answer.count);
+        let more = answer.next.is_some();
+        if more && answer.results.is_empty() {
+            return Err(IncrementalError::Failed(PollError::EmptyPage { page }));
+        }
+        let mut reached_older = false;
+        for raw in answer.results {
+            let before = out.records.len();
+            let Some(customer) = out.take(raw, &mut bad) else {
+                continue;
+            };
+            let Some(last_active) = customer.last_active() else {
+                // Never active: unchanged by definition (and where a database
+                // sorts nulls in a descending order is its own affair).
+                out.records.truncate(before);
+                continue;
+            };
+            if previous.is_some_and(|p| last_active > p) {
+                return Err(IncrementalError::Unsupported(format!(
+                    "page {page} lists a customer last active at {last_active} after one at {}: \
+                     answers to sort_by={SORT_BY_RECENT} are not in descending order",
+                    previous.unwrap_or_default()
+                )));
+            }
+            previous = Some(last_active);
+            if last_active < since {
+                out.records.truncate(before);
+                reached_older = true;
+                break;
+            }
+            let key = out.records[before].0;
+            if !seen.insert(key) {
+                // Listed twice as customers moved up: keep the later reading.
+                if let Some(i) = out.records[..before].iter().position(|(k, _)| *k == key) {
+                    out.records.swap_remove(i);
+                }
+            }
+        }
+        if reached_older || !more {
             return Ok(out);
         }
-        let limit = max_count.div_ceil(u64::from(PAGE_SIZE)).max(1) + EXTRA_PAGES;
-        if u64::from(page) >= limit {
-            return Err(PollError::TooManyPages {
-                limit,
-                count: max_count,
-            });
-        }
+        check_page_limit(page, max_count).map_err(IncrementalError::Failed)?;
         page += 1;
     }
 }
@@ -151,6 +359,20 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// What the poller remembers of one environment between polls.
+#[derive(Debug, Default)]
+struct EnvState {
+    customers: CustomerState,
+    /// Start of the last completed poll, Unix seconds; `None` forces a full pass.
+    last_start: Option<f64>,
+    /// When the next full pass is due.
+    next_full: Option<Instant>,
+    /// Set when the API does not serve incremental passes.
+    incremental_unsupported: bool,
+    full_pages: Option<u32>,
+    incremental_pages: Option<u32>,
+}
+
 /// Polls every configured environment, one after the other, at a fixed interval.
 #[derive(Debug)]
 pub struct Poller {
@@ -159,16 +381,20 @@ pub struct Poller {
     metrics: Metrics,
     top_n: usize,
     interval: Duration,
+    full_sync_interval: Duration,
+    states: Mutex<BTreeMap<String, EnvState>>,
 }
 
 impl Poller {
-    /// A poller that publishes into `store`.
+    /// A poller that publishes into `store`. A `full_sync_interval` of zero
+    /// makes every pass a full one.
     pub fn new(
         client: RespanClient,
         store: Arc<SnapshotStore>,
         metrics: Metrics,
         top_n: usize,
         interval: Duration,
+        full_sync_interval: Duration,
     ) -> Self {
         Self {
             client,
@@ -176,64 +402,174 @@ impl Poller {
             metrics,
             top_n,
             interval,
+            full_sync_interval,
+            states: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Polls one environment and publishes the result or records the failure.
+    fn take_state(&self, environment: &str) -> EnvState {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states.remove(environment).unwrap_or_default()
+    }
+
+    fn put_state(&self, environment: &str, state: EnvState) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states.insert(environment.to_string(), state);
+    }
+
+    fn mode_for(&self, state: &EnvState) -> Mode {
+        let due = state.next_full.is_none_or(|t| Instant::now() >= t);
+        if state.last_start.is_none()
+            || state.incremental_unsupported
+            || self.full_sync_interval.is_zero()
+            || due
+        {
+            Mode::Full
+        } else {
+            Mode::Incremental
+        }
+    }
+
+    /// Polls one environment (a full or an incremental pass) and publishes the
+    /// result or records the failure.
     pub async fn poll_environment(&self, environment: &str) -> Result<(), PollError> {
+        let mut state = self.take_state(environment);
+        let result = self.poll_with(environment, &mut state).await;
+        self.put_state(environment, state);
+        self.metrics.refresh();
+        result
+    }
+
+    async fn poll_with(&self, environment: &str, state: &mut EnvState) -> Result<(), PollError> {
         let started = Instant::now();
-        let result = crawl(&self.client, environment).await;
-        let duration = started.elapsed().as_secs_f64();
-        match result {
-            Ok(crawl) => {
-                let now = unix_now();
-                let aggregate = aggregate(&crawl.customers, now as i64, self.top_n);
-                for (field, n) in &crawl.invalid {
-                    self.metrics.count_invalid_records(environment, field, *n);
-                }
-                if !crawl.invalid.is_empty() {
+        let started_unix = unix_now();
+        let mut mode = self.mode_for(state);
+        let mut incremental = None;
+        if mode == Mode::Incremental {
+            let since =
+                state.last_start.unwrap_or(0.0) as i64 - INCREMENTAL_MARGIN.as_secs() as i64;
+            match crawl_incremental(&self.client, environment, since).await {
+                Ok(crawl) => incremental = Some(Ok(crawl)),
+                Err(IncrementalError::Failed(e)) => incremental = Some(Err(e)),
+                Err(IncrementalError::Unsupported(why)) => {
                     tracing::warn!(
                         environment,
-                        invalid = ?crawl.invalid,
-                        "some customer records had broken fields; those values count as absent"
+                        reason = %why,
+                        "incremental polling is not possible; every poll of this environment will be a full pass"
                     );
+                    state.incremental_unsupported = true;
+                    mode = Mode::Full;
                 }
-                tracing::info!(
-                    environment,
-                    customers = aggregate.customers,
-                    pages = crawl.pages,
-                    duplicates = crawl.duplicates,
-                    duration_seconds = duration,
-                    "poll completed"
-                );
-                self.store.publish(
-                    environment,
-                    EnvSnapshot {
-                        aggregate,
-                        completed_at: now,
-                        pages: crawl.pages,
-                    },
-                    duration,
-                );
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics.count_poll_failure(environment, e.reason());
-                self.store.fail(environment, e.to_string(), duration);
-                if matches!(
-                    e.api_error(),
-                    Some(ApiError::Status {
-                        status: 401 | 403,
-                        ..
-                    })
-                ) {
-                    tracing::error!(environment, error = %e, "poll failed: Respan rejected the API key");
-                } else {
-                    tracing::warn!(environment, error = %e, "poll failed; keeping the last good snapshot");
-                }
-                Err(e)
             }
         }
+        let (crawl, changed) = match incremental {
+            Some(Ok(mut crawl)) => {
+                let records = std::mem::take(&mut crawl.records);
+                let changed = records.len() as u64;
+                let added = state.customers.merge(records);
+                let held = state.customers.len() as u64 + crawl.unkeyed;
+                if held != crawl.count {
+                    // Deletions, or customers without activity: only a full pass sees them.
+                    tracing::info!(
+                        environment,
+                        count = crawl.count,
+                        held,
+                        "the API's count differs from the customers held; the next poll is a full pass"
+                    );
+                    state.next_full = None;
+                }
+                tracing::debug!(environment, changed, added, "incremental pass merged");
+                (crawl, changed)
+            }
+            Some(Err(e)) => return Err(self.fail(environment, e, started, state)),
+            None => {
+                // The old state goes first: it is only needed for merging, and
+                // holding two states would double the memory of a full pass.
+                state.customers = CustomerState::default();
+                state.last_start = None;
+                match crawl_full(&self.client, environment).await {
+                    Ok((customers, crawl)) => {
+                        state.customers = customers;
+                        state.next_full = Some(Instant::now() + self.full_sync_interval);
+                        let changed = state.customers.len() as u64;
+                        (crawl, changed)
+                    }
+                    Err(e) => return Err(self.fail(environment, e, started, state)),
+                }
+            }
+        };
+        match mode {
+            Mode::Full => state.full_pages = Some(crawl.pages),
+            Mode::Incremental => state.incremental_pages = Some(crawl.pages),
+        }
+        state.last_start = Some(started_unix);
+
+        let duration = started.elapsed().as_secs_f64();
+        let now = unix_now();
+        let aggregate = aggregate(state.customers.customers(), now as i64, self.top_n);
+        for (field, n) in &crawl.invalid {
+            self.metrics.count_invalid_records(environment, field, *n);
+        }
+        if !crawl.invalid.is_empty() {
+            tracing::warn!(
+                environment,
+                invalid = ?crawl.invalid,
+                "some customer records had broken fields; those values count as absent"
+            );
+        }
+        tracing::info!(
+            environment,
+            mode = mode.label(),
+            customers = aggregate.customers,
+            changed,
+            pages = crawl.pages,
+            duration_seconds = duration,
+            "poll completed"
+        );
+        self.store.publish(
+            environment,
+            EnvSnapshot {
+                aggregate,
+                completed_at: now,
+                pages: crawl.pages,
+                passes: PassStats {
+                    mode: mode.label(),
+                    full_pages: state.full_pages,
+                    incremental_pages: state.incremental_pages,
+                    changed,
+                    incremental_supported: !state.incremental_unsupported,
+                },
+            },
+            duration,
+        );
+        Ok(())
+    }
+
+    fn fail(
+        &self,
+        environment: &str,
+        e: PollError,
+        started: Instant,
+        state: &mut EnvState,
+    ) -> PollError {
+        let duration = started.elapsed().as_secs_f64();
+        self.metrics.count_poll_failure(environment, e.reason());
+        self.store.fail(environment, e.to_string(), duration);
+        // After a failed pass the state may miss what the failed pass would
+        // have read; a full pass rebuilds it.
+        state.next_full = None;
+        if matches!(
+            e.api_error(),
+            Some(ApiError::Status {
+                status: 401 | 403,
+                ..
+            })
+        ) {
+            tracing::error!(environment, error = %e, "poll failed: Respan rejected the API key");
+        } else {
+            tracing::warn!(environment, error = %e, "poll failed; keeping the last good snapshot");
+        }
+        e
     }
 
     /// Polls every environment once.
@@ -288,5 +624,25 @@ impl Poller {
              --respan.poll-interval above that",
             needed.as_secs_f64()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: u128, cost: f64) -> (CustomerKey, Customer) {
+        (key, Customer::new(Some(&key.to_string()), cost, 0.0, 0.0))
+    }
+
+    #[test]
+    fn state_dedups_and_merges_by_key() {
+        let (mut state, repeats) =
+            CustomerState::from_records(vec![rec(3, 1.0), rec(1, 1.0), rec(3, 1.0)]);
+        assert_eq!((state.len(), repeats), (2, 1));
+        let added = state.merge(vec![rec(3, 5.0), rec(2, 7.0)]);
+        assert_eq!(added, 1);
+        let costs: Vec<f64> = state.customers().map(|c| c.cost_usd).collect();
+        assert_eq!(costs, [1.0, 7.0, 5.0]);
     }
 }

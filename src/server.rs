@@ -213,13 +213,38 @@ async fn request_timeout(State(limit): State<Duration>, request: Request, next: 
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    match state.metrics.render() {
-        Ok(body) => ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], body).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode metrics");
-            (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response()
-        }
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let prepared = state.metrics.prepared();
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            name.eq_ignore_ascii_case("gzip") && !refused
+        });
+    if gzip && !prepared.gzip.is_empty() {
+        (
+            [
+                (header::CONTENT_TYPE, TEXT_CONTENT_TYPE),
+                (header::CONTENT_ENCODING, "gzip"),
+                (header::VARY, "Accept-Encoding"),
+            ],
+            prepared.gzip.clone(),
+        )
+            .into_response()
+    } else {
+        (
+            [
+                (header::CONTENT_TYPE, TEXT_CONTENT_TYPE),
+                (header::VARY, "Accept-Encoding"),
+            ],
+            prepared.plain.clone(),
+        )
+            .into_response()
     }
 }
 

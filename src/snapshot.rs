@@ -18,6 +18,23 @@ pub struct EnvSnapshot {
     pub completed_at: f64,
     /// Pages the poll read.
     pub pages: u32,
+    /// Full and incremental passes.
+    pub passes: PassStats,
+}
+
+/// What the passes of one environment did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PassStats {
+    /// The last pass: `full` or `incremental`.
+    pub mode: &'static str,
+    /// Pages of the last full pass.
+    pub full_pages: Option<u32>,
+    /// Pages of the last incremental pass.
+    pub incremental_pages: Option<u32>,
+    /// Customer records the last pass merged (every customer, for a full pass).
+    pub changed: u64,
+    /// False once the API turned out not to serve incremental passes.
+    pub incremental_supported: bool,
 }
 
 /// The state of one environment.

@@ -20,9 +20,13 @@ use crate::ratelimit::RateLimiter;
 /// Customers per page: the API's maximum.
 pub const PAGE_SIZE: u32 = 1000;
 
-/// Sort order of a crawl. Ascending `first_seen` puts customers created during a
-/// crawl after every page already read, so they cannot shift those pages.
+/// Sort order of a full crawl. Ascending `first_seen` puts customers created
+/// during a crawl after every page already read, so they cannot shift those pages.
 pub const SORT_BY: &str = "first_seen";
+
+/// Sort order of an incremental crawl: the most recently active first, so the
+/// crawl can stop at the first customer untouched since the previous poll.
+pub const SORT_BY_RECENT: &str = "-last_active_timeframe";
 
 /// Largest answer body read; a page of 1,000 customers is about 500 KB.
 const MAX_BODY_BYTES: usize = 64 << 20;
@@ -139,7 +143,7 @@ impl RespanClient {
     }
 
     /// The URL of one page of one environment's customers.
-    pub fn page_url(&self, environment: &str, page: u32) -> Url {
+    pub fn page_url(&self, environment: &str, page: u32, sort_by: &str) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty().extend(["api", "users", "list", ""]);
@@ -147,7 +151,7 @@ impl RespanClient {
         url.query_pairs_mut()
             .append_pair("page", &page.to_string())
             .append_pair("page_size", &PAGE_SIZE.to_string())
-            .append_pair("sort_by", SORT_BY)
+            .append_pair("sort_by", sort_by)
             .append_pair("environment", environment);
         url
     }
@@ -156,10 +160,15 @@ impl RespanClient {
     /// what the server says, capped) or a transient failure (with exponential
     /// backoff and jitter), within the bounds of the [`RetryPolicy`]. A 401,
     /// 403 or other 4xx is not retried.
-    pub async fn fetch_page(&self, environment: &str, page: u32) -> Result<CustomerPage, ApiError> {
+    pub async fn fetch_page(
+        &self,
+        environment: &str,
+        page: u32,
+        sort_by: &str,
+    ) -> Result<CustomerPage, ApiError> {
         let (mut failures, mut limited) = (0u32, 0u32);
         loop {
-            let err = match self.list_customers(environment, page).await {
+            let err = match self.list_customers(environment, page, sort_by).await {
                 Ok(answer) => return Ok(answer),
                 Err(e) => e,
             };
@@ -203,6 +212,7 @@ impl RespanClient {
         &self,
         environment: &str,
         page: u32,
+        sort_by: &str,
     ) -> Result<CustomerPage, ApiError> {
         let key = self.key.load()?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
@@ -212,7 +222,7 @@ impl RespanClient {
         let waited = self.limiter.acquire().await;
         self.metrics.add_rate_limit_wait(waited);
 
-        let url = self.page_url(environment, page);
+        let url = self.page_url(environment, page, sort_by);
         let sent = self
             .http
             .get(url)
@@ -364,12 +374,12 @@ mod tests {
     fn page_urls_carry_every_parameter_and_keep_a_path_prefix() {
         let c = client("https://api.respan.ai");
         assert_eq!(
-            c.page_url("prod", 3).as_str(),
+            c.page_url("prod", 3, SORT_BY).as_str(),
             "https://api.respan.ai/api/users/list/?page=3&page_size=1000&sort_by=first_seen&environment=prod"
         );
         let c = client("http://proxy.local:8080/respan/");
         assert_eq!(
-            c.page_url("test", 1).as_str(),
+            c.page_url("test", 1, SORT_BY).as_str(),
             "http://proxy.local:8080/respan/api/users/list/?page=1&page_size=1000&sort_by=first_seen&environment=test"
         );
     }

@@ -4,6 +4,6 @@ mod client;
 mod error;
 pub mod types;
 
-pub use client::{PAGE_SIZE, RespanClient, RetryPolicy, SORT_BY};
+pub use client::{PAGE_SIZE, RespanClient, RetryPolicy, SORT_BY, SORT_BY_RECENT};
 pub use error::ApiError;
-pub use types::{Customer, CustomerPage, InvalidField, RawCustomer};
+pub use types::{Customer, CustomerKey, CustomerPage, InvalidField, RawCustomer, customer_key};

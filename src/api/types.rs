@@ -260,39 +260,165 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// A customer's key within an environment: a 128-bit hash of its `id` (or of
+/// its identifier when the API sends no `id`). Keeping the hash instead of the
+/// string halves the state of a large organization; two ids collide with a
+/// probability of about n²/2¹²⁹.
+pub type CustomerKey = u128;
+
+/// The key of an `id`.
+pub fn customer_key(id: &str) -> CustomerKey {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    // DefaultHasher::new() has fixed keys: the same id gives the same key in
+    // every poll of the process.
+    let half = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        salt.hash(&mut h);
+        id.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
+}
+
+/// Budgets, which few customers have, kept out of line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Budgets {
+    total_usd: Option<f64>,
+    period_usd: Option<f64>,
+}
+
 /// What the exporter keeps of one customer: numbers and the identifier, nothing
-/// else (no name, no email, no raw JSON).
-#[derive(Debug, Clone, PartialEq)]
+/// else (no name, no email, no raw JSON), in 72 bytes plus the identifier.
+#[derive(Debug, Clone)]
 pub struct Customer {
-    /// Key that makes the customer unique within a crawl (`id`, else the identifier).
-    pub key: Option<Box<str>>,
-    /// `customer_identifier`; `None` when missing or not a string.
-    pub identifier: Option<Box<str>>,
+    identifier: Option<Box<str>>,
     /// Lifetime cost in USD.
     pub cost_usd: f64,
     /// Lifetime tokens.
     pub tokens: f64,
     /// Lifetime requests.
     pub requests: f64,
+    /// NaN when absent.
+    average_latency: f64,
+    /// NaN when absent.
+    average_ttft: f64,
+    /// Unix seconds; 0 when absent.
+    first_seen: u32,
+    /// Unix seconds; 0 when absent.
+    last_active: u32,
+    budgets: Option<Box<Budgets>>,
+}
+
+fn present(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+fn instant(t: u32) -> Option<i64> {
+    (t != 0).then_some(i64::from(t))
+}
+
+/// A timestamp that fits the compact form (1970 to 2106, not 0).
+fn compact_instant(t: Option<i64>) -> u32 {
+    t.and_then(|t| u32::try_from(t).ok()).unwrap_or(0)
+}
+
+impl PartialEq for Customer {
+    /// Equal when every value is; two absent values are equal (unlike NaN).
+    fn eq(&self, other: &Self) -> bool {
+        self.identifier == other.identifier
+            && self.cost_usd == other.cost_usd
+            && self.tokens == other.tokens
+            && self.requests == other.requests
+            && self.average_latency_seconds() == other.average_latency_seconds()
+            && self.average_ttft_seconds() == other.average_ttft_seconds()
+            && self.first_seen == other.first_seen
+            && self.last_active == other.last_active
+            && self.budgets == other.budgets
+    }
+}
+
+impl Customer {
+    /// A customer with these totals and nothing else.
+    pub fn new(identifier: Option<&str>, cost_usd: f64, tokens: f64, requests: f64) -> Self {
+        Self {
+            identifier: identifier.map(Into::into),
+            cost_usd,
+            tokens,
+            requests,
+            average_latency: f64::NAN,
+            average_ttft: f64::NAN,
+            first_seen: 0,
+            last_active: 0,
+            budgets: None,
+        }
+    }
+
+    /// `customer_identifier`; `None` when missing or not a string.
+    pub fn identifier(&self) -> Option<&str> {
+        self.identifier.as_deref()
+    }
+
     /// Mean latency in seconds.
-    pub average_latency_seconds: Option<f64>,
+    pub fn average_latency_seconds(&self) -> Option<f64> {
+        present(self.average_latency)
+    }
+
     /// Mean time to first token in seconds.
-    pub average_ttft_seconds: Option<f64>,
+    pub fn average_ttft_seconds(&self) -> Option<f64> {
+        present(self.average_ttft)
+    }
+
     /// First request, Unix seconds.
-    pub first_seen: Option<i64>,
+    pub fn first_seen(&self) -> Option<i64> {
+        instant(self.first_seen)
+    }
+
     /// Last request, Unix seconds.
-    pub last_active: Option<i64>,
+    pub fn last_active(&self) -> Option<i64> {
+        instant(self.last_active)
+    }
+
     /// Lifetime budget in USD.
-    pub total_budget_usd: Option<f64>,
+    pub fn total_budget_usd(&self) -> Option<f64> {
+        self.budgets.as_ref().and_then(|b| b.total_usd)
+    }
+
     /// Budget per period in USD.
-    pub period_budget_usd: Option<f64>,
+    pub fn period_budget_usd(&self) -> Option<f64> {
+        self.budgets.as_ref().and_then(|b| b.period_usd)
+    }
+
+    /// Sets the mean latency and time to first token.
+    pub fn with_latency(mut self, latency: Option<f64>, ttft: Option<f64>) -> Self {
+        self.average_latency = latency.unwrap_or(f64::NAN);
+        self.average_ttft = ttft.unwrap_or(f64::NAN);
+        self
+    }
+
+    /// Sets first and last activity (Unix seconds).
+    pub fn with_activity(mut self, first_seen: Option<i64>, last_active: Option<i64>) -> Self {
+        self.first_seen = compact_instant(first_seen);
+        self.last_active = compact_instant(last_active);
+        self
+    }
+
+    /// Sets the budgets.
+    pub fn with_budgets(mut self, total_usd: Option<f64>, period_usd: Option<f64>) -> Self {
+        self.budgets = (total_usd.is_some() || period_usd.is_some()).then(|| {
+            Box::new(Budgets {
+                total_usd,
+                period_usd,
+            })
+        });
+        self
+    }
 }
 
 /// A field of a record that was broken; the names are the `field` label values.
 pub type InvalidField = &'static str;
 
-/// A total: the first usable of the field and its alias. `None` and the field's
-/// name when neither is usable.
+/// A total: the first usable of the field and its alias; 0 (and the field's
+/// name in `bad`) when neither is usable.
 fn total(primary: Number, alias: Number, name: InvalidField, bad: &mut Vec<InvalidField>) -> f64 {
     if let Some(v) = primary.valid().or_else(|| alias.valid()) {
         return v;
@@ -310,48 +436,58 @@ fn optional(n: Number, name: InvalidField, bad: &mut Vec<InvalidField>) -> Optio
 }
 
 fn optional_time(t: Timestamp, name: InvalidField, bad: &mut Vec<InvalidField>) -> Option<i64> {
-    if t == Lenient::Invalid {
+    let v = t.valid();
+    if t == Lenient::Invalid || v.is_some_and(|t| u32::try_from(t).map_or(true, |t| t == 0)) {
         bad.push(name);
+        return None;
     }
-    t.valid()
+    v
 }
 
 impl RawCustomer {
-    /// Reduces the record to a [`Customer`], listing the fields that were broken.
-    pub fn into_customer(self, bad: &mut Vec<InvalidField>) -> Customer {
+    /// Reduces the record to its key and a [`Customer`], listing the fields that
+    /// were broken. The key is `None` when the record has neither `id` nor
+    /// `customer_identifier`.
+    pub fn into_customer(self, bad: &mut Vec<InvalidField>) -> (Option<CustomerKey>, Customer) {
         let identifier = match self.customer_identifier {
-            Text::Value(s) => Some(s.into_boxed_str()),
+            Text::Value(s) => Some(s),
             Text::Missing | Text::Invalid => {
                 bad.push("customer_identifier");
                 None
             }
         };
-        let key = match self.id {
-            Text::Value(s) => Some(s.into_boxed_str()),
+        let key = match &self.id {
+            Text::Value(s) => Some(customer_key(s)),
             Text::Invalid => {
                 bad.push("id");
-                identifier.clone()
+                identifier.as_deref().map(customer_key)
             }
-            Text::Missing => identifier.clone(),
+            Text::Missing => identifier.as_deref().map(customer_key),
         };
-        Customer {
-            key,
-            cost_usd: total(self.total_cost, self.cost, "total_cost", bad),
-            tokens: total(self.total_tokens, self.tokens, "total_tokens", bad),
-            requests: total(
+        let customer = Customer::new(
+            identifier.as_deref(),
+            total(self.total_cost, self.cost, "total_cost", bad),
+            total(self.total_tokens, self.tokens, "total_tokens", bad),
+            total(
                 self.number_of_requests,
                 self.total_requests,
                 "number_of_requests",
                 bad,
             ),
-            average_latency_seconds: optional(self.average_latency, "average_latency", bad),
-            average_ttft_seconds: optional(self.average_ttft, "average_ttft", bad),
-            first_seen: optional_time(self.first_seen, "first_seen", bad),
-            last_active: optional_time(self.last_active_timeframe, "last_active_timeframe", bad),
-            total_budget_usd: optional(self.total_budget, "total_budget", bad),
-            period_budget_usd: optional(self.period_budget, "period_budget", bad),
-            identifier,
-        }
+        )
+        .with_latency(
+            optional(self.average_latency, "average_latency", bad),
+            optional(self.average_ttft, "average_ttft", bad),
+        )
+        .with_activity(
+            optional_time(self.first_seen, "first_seen", bad),
+            optional_time(self.last_active_timeframe, "last_active_timeframe", bad),
+        )
+        .with_budgets(
+            optional(self.total_budget, "total_budget", bad),
+            optional(self.period_budget, "period_budget", bad),
+        );
+        (key, customer)
     }
 }
 
@@ -369,7 +505,7 @@ mod tests {
         let c = page
             .results
             .into_iter()
-            .map(|r| r.into_customer(&mut bad))
+            .map(|r| r.into_customer(&mut bad).1)
             .collect();
         (c, bad)
     }
@@ -386,18 +522,14 @@ mod tests {
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(c.len(), 1);
         let c = &c[0];
-        assert_eq!(c.identifier.as_deref(), Some("user_123"));
-        assert_eq!(
-            c.key.as_deref(),
-            Some("user_123prod8264a3f4-40c7-476a-97d1-96908127ea21")
-        );
+        assert_eq!(c.identifier(), Some("user_123"));
         assert_eq!(c.cost_usd, 523.45);
         assert_eq!(c.tokens, 170000.0);
         assert_eq!(c.requests, 15420.0);
-        assert_eq!(c.average_latency_seconds, Some(1.23));
-        assert_eq!(c.average_ttft_seconds, Some(0.45));
-        assert_eq!(c.first_seen, Some(1_760_515_200)); // 2025-10-15T08:00:00Z
-        assert_eq!(c.last_active, Some(1_767_004_200)); // 2025-12-29T10:30:00Z
+        assert_eq!(c.average_latency_seconds(), Some(1.23));
+        assert_eq!(c.average_ttft_seconds(), Some(0.45));
+        assert_eq!(c.first_seen(), Some(1_760_515_200)); // 2025-10-15T08:00:00Z
+        assert_eq!(c.last_active(), Some(1_767_004_200)); // 2025-12-29T10:30:00Z
     }
 
     #[test]
@@ -410,14 +542,14 @@ mod tests {
         assert_eq!(c[0].cost_usd, 523.45);
         assert_eq!(c[0].tokens, 1000.0);
         assert_eq!(c[0].requests, 12.0);
-        assert_eq!(c[0].total_budget_usd, Some(1000.0));
-        assert_eq!(c[0].period_budget_usd, Some(100.5));
+        assert_eq!(c[0].total_budget_usd(), Some(1000.0));
+        assert_eq!(c[0].period_budget_usd(), Some(100.5));
         // Nulls where nulls are allowed.
-        assert_eq!(c[1].average_ttft_seconds, None);
-        assert_eq!(c[1].first_seen, None);
-        assert_eq!(c[1].total_budget_usd, None);
+        assert_eq!(c[1].average_ttft_seconds(), None);
+        assert_eq!(c[1].first_seen(), None);
+        assert_eq!(c[1].total_budget_usd(), None);
         // Fractional seconds and an offset.
-        assert_eq!(c[1].last_active, Some(1_767_004_200));
+        assert_eq!(c[1].last_active(), Some(1_767_004_200));
     }
 
     #[test]
@@ -430,15 +562,20 @@ mod tests {
             "total_budget": [1, 2]
         }]}"#;
         let page: CustomerPage = serde_json::from_str(json).expect("envelope is fine");
-        let (c, bad) = customers(page);
-        let c = &c[0];
-        assert_eq!(c.identifier, None);
-        assert_eq!(c.key.as_deref(), Some("a"));
+        let mut bad = Vec::new();
+        let (key, c) = page
+            .results
+            .into_iter()
+            .next()
+            .expect("one record")
+            .into_customer(&mut bad);
+        assert_eq!(key, Some(customer_key("a")));
+        assert_eq!(c.identifier(), None);
         assert_eq!((c.cost_usd, c.tokens, c.requests), (0.0, 0.0, 0.0));
-        assert_eq!(c.average_latency_seconds, None);
-        assert_eq!(c.average_ttft_seconds, None);
-        assert_eq!(c.first_seen, None);
-        assert_eq!(c.last_active, None);
+        assert_eq!(c.average_latency_seconds(), None);
+        assert_eq!(c.average_ttft_seconds(), None);
+        assert_eq!(c.first_seen(), None);
+        assert_eq!(c.last_active(), None);
         assert_eq!(
             bad,
             [
@@ -470,6 +607,13 @@ mod tests {
                 "{body} should not parse"
             );
         }
+    }
+
+    #[test]
+    fn the_compact_customer_stays_small() {
+        assert_eq!(std::mem::size_of::<Customer>(), 72);
+        assert_ne!(customer_key("a"), customer_key("b"));
+        assert_eq!(customer_key("a"), customer_key("a"));
     }
 
     #[test]

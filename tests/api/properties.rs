@@ -58,10 +58,10 @@ fn customer_ok(c: &Customer) -> bool {
         .into_iter()
         .all(finite_non_negative)
         && [
-            c.average_latency_seconds,
-            c.average_ttft_seconds,
-            c.total_budget_usd,
-            c.period_budget_usd,
+            c.average_latency_seconds(),
+            c.average_ttft_seconds(),
+            c.total_budget_usd(),
+            c.period_budget_usd(),
         ]
         .into_iter()
         .flatten()
@@ -77,21 +77,16 @@ fn arb_customer() -> impl Strategy<Value = Customer> {
         prop::option::of(0.0f64..5.0),
         prop::option::of(1_699_000_000i64..1_700_100_000),
     )
-        .prop_map(
-            |(identifier, cost, requests, latency, ttft, last_active)| Customer {
-                key: identifier.as_ref().map(|i| format!("{i}-{cost}").into()),
-                identifier: identifier.map(Into::into),
-                cost_usd: cost,
-                tokens: f64::from(requests) * 3.0,
-                requests: f64::from(requests),
-                average_latency_seconds: latency,
-                average_ttft_seconds: ttft,
-                first_seen: last_active,
-                last_active,
-                total_budget_usd: None,
-                period_budget_usd: None,
-            },
-        )
+        .prop_map(|(identifier, cost, requests, latency, ttft, last_active)| {
+            Customer::new(
+                identifier.as_deref(),
+                cost,
+                f64::from(requests) * 3.0,
+                f64::from(requests),
+            )
+            .with_latency(latency, ttft)
+            .with_activity(last_active, last_active)
+        })
 }
 
 proptest! {
@@ -114,7 +109,7 @@ proptest! {
         let page: CustomerPage = serde_json::from_str(&page).expect("envelope parses");
         let mut bad = Vec::new();
         for raw in page.results {
-            let c = raw.into_customer(&mut bad);
+            let (_, c) = raw.into_customer(&mut bad);
             prop_assert!(customer_ok(&c), "{c:?}");
         }
     }
@@ -125,7 +120,7 @@ proptest! {
         let page = json!({"count": 1, "next": null, "results": [{"id": "a", "total_cost": v.to_string()}]});
         let page: CustomerPage = serde_json::from_value(page).expect("parses");
         let mut bad = Vec::new();
-        let c = page.results.into_iter().next().expect("one").into_customer(&mut bad);
+        let (_, c) = page.results.into_iter().next().expect("one").into_customer(&mut bad);
         prop_assert_eq!(c.cost_usd, v);
     }
 
@@ -146,19 +141,19 @@ proptest! {
         prop_assert!((a.cost_usd - plain).abs() <= 1e-9 * plain.max(1.0));
         prop_assert_eq!(a.customers, customers.len() as u64);
 
-        let mut ids: Vec<&str> = customers.iter().filter_map(|c| c.identifier.as_deref()).collect();
+        let mut ids: Vec<&str> = customers.iter().filter_map(Customer::identifier).collect();
         ids.sort();
         ids.dedup();
         prop_assert_eq!(a.top.len(), n.min(ids.len()));
-        let mut top_ids: Vec<&str> = a.top.iter().filter_map(|c| c.identifier.as_deref()).collect();
+        let mut top_ids: Vec<&str> = a.top.iter().filter_map(Customer::identifier).collect();
         prop_assert_eq!(top_ids.len(), a.top.len());
         for w in a.top.windows(2) {
             prop_assert!(w[0].cost_usd >= w[1].cost_usd);
         }
         if let Some(last) = a.top.last() {
             for c in &customers {
-                let in_top = c.identifier.as_deref().is_some_and(|i| top_ids.contains(&i));
-                if !in_top && c.identifier.is_some() {
+                let in_top = c.identifier().is_some_and(|i| top_ids.contains(&i));
+                if !in_top && c.identifier().is_some() {
                     prop_assert!(c.cost_usd <= last.cost_usd);
                 }
             }
@@ -189,25 +184,13 @@ proptest! {
         let customers: Vec<Customer> = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| Customer {
-                key: Some(format!("k{i}").into()),
-                identifier: Some(id.as_str().into()),
-                cost_usd: i as f64,
-                tokens: 0.0,
-                requests: 0.0,
-                average_latency_seconds: None,
-                average_ttft_seconds: None,
-                first_seen: None,
-                last_active: None,
-                total_budget_usd: None,
-                period_budget_usd: None,
-            })
+            .map(|(i, id)| Customer::new(Some(id.as_str()), i as f64, 0.0, 0.0))
             .collect();
         let store = Arc::new(SnapshotStore::new(&["prod".to_string()]));
         let metrics = Metrics::new(store.clone()).expect("metrics");
         store.publish(
             "prod",
-            EnvSnapshot { aggregate: aggregate(&customers, 0, ids.len()), completed_at: 0.0, pages: 1 },
+            EnvSnapshot { aggregate: aggregate(&customers, 0, ids.len()), completed_at: 0.0, pages: 1, passes: Default::default() },
             0.1,
         );
         let text = String::from_utf8(metrics.render().expect("renders")).expect("utf-8");
