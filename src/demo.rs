@@ -290,6 +290,16 @@ impl Fault {
     }
 }
 
+/// How the simulated API mishandles one sort order, to test the fallback from
+/// incremental to full passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokenSort {
+    /// Answer 400 "Invalid sort_by field".
+    Reject,
+    /// Accept it but answer in ascending order.
+    Reverse,
+}
+
 /// A request the simulated API received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeenRequest {
@@ -338,6 +348,7 @@ struct Inner {
     seen: Mutex<Vec<SeenRequest>>,
     next_base: RwLock<Option<String>>,
     rate_limit: Mutex<Option<RateWindow>>,
+    broken_sorts: Mutex<HashMap<String, BrokenSort>>,
 }
 
 /// The simulated API. Cloning shares the same state.
@@ -359,6 +370,7 @@ impl SimulatedApi {
                 seen: Mutex::new(Vec::new()),
                 next_base: RwLock::new(None),
                 rate_limit: Mutex::new(None),
+                broken_sorts: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -369,6 +381,16 @@ impl SimulatedApi {
         let api = Self::new(DEMO_API_KEY, synthetic_customers(unix_now(), 42));
         api.set_rate_limit(Some((60, Duration::from_secs(60))));
         api
+    }
+
+    /// Makes the API mishandle `sort_by=<sort_by>` (for instance
+    /// `-last_active_timeframe`).
+    pub fn break_sort(&self, sort_by: &str, how: BrokenSort) {
+        self.inner
+            .broken_sorts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sort_by.to_string(), how);
     }
 
     /// Answers 429 (with `retry_after` in the body and a `Retry-After` header)
@@ -483,6 +505,19 @@ impl SimulatedApi {
             .unwrap_or(DEFAULT_PAGE_SIZE)
             .min(MAX_PAGE_SIZE);
         let sort_by = query.get("sort_by").map_or("-first_seen", String::as_str);
+        let broken = self
+            .inner
+            .broken_sorts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sort_by)
+            .copied();
+        if broken == Some(BrokenSort::Reject) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                json!({"detail": format!("Invalid sort_by field: {sort_by}")}),
+            ));
+        }
         let (descending, field) = match sort_by.strip_prefix('-') {
             Some(f) => (true, f),
             None => (false, sort_by),
@@ -544,7 +579,11 @@ impl SimulatedApi {
                 .sort_key(field)
                 .partial_cmp(&b.sort_key(field))
                 .unwrap_or(std::cmp::Ordering::Equal);
-            let ord = if descending { ord.reverse() } else { ord };
+            let ord = if descending != (broken == Some(BrokenSort::Reverse)) {
+                ord.reverse()
+            } else {
+                ord
+            };
             ord.then_with(|| a.c.identifier.cmp(&b.c.identifier))
         });
 

@@ -313,6 +313,21 @@ pub async fn crawl_incremental(
         }
         let mut reached_older = false;
         for raw in answer.results {
+            if reached_older {
+                // Past the cutoff the rest of the page is only checked for its
+                // order: an API that ignores the sort could otherwise put an old
+                // customer first and hide every change behind it.
+                if let (Some(la), Some(p)) = (raw.last_active(), previous) {
+                    if la > p {
+                        return Err(IncrementalError::Unsupported(format!(
+                            "page {page} lists a customer last active at {la} after one at {p}: \
+                             answers to sort_by={SORT_BY_RECENT} are not in descending order"
+                        )));
+                    }
+                    previous = Some(la);
+                }
+                continue;
+            }
             let before = out.records.len();
             let Some(customer) = out.take(raw, &mut bad) else {
                 continue;
@@ -334,7 +349,7 @@ pub async fn crawl_incremental(
             if last_active < since {
                 out.records.truncate(before);
                 reached_older = true;
-                break;
+                continue;
             }
             let key = out.records[before].0;
             if !seen.insert(key) {

@@ -445,6 +445,11 @@ fn optional_time(t: Timestamp, name: InvalidField, bad: &mut Vec<InvalidField>) 
 }
 
 impl RawCustomer {
+    /// `last_active_timeframe`, when usable.
+    pub fn last_active(&self) -> Option<i64> {
+        self.last_active_timeframe.valid()
+    }
+
     /// Reduces the record to its key and a [`Customer`], listing the fields that
     /// were broken. The key is `None` when the record has neither `id` nor
     /// `customer_identifier`.

@@ -18,6 +18,8 @@ pub const TEST_KEY: &str = "test-key-0123456789";
 pub struct TestApp {
     pub address: String,
     pub api: SimulatedApi,
+    /// The simulated API's base URL.
+    pub api_url: String,
     pub poller: Arc<Poller>,
     pub store: Arc<SnapshotStore>,
     pub http: reqwest::Client,
@@ -47,6 +49,7 @@ pub async fn spawn_app_with(
         .start(stop.child_token())
         .await
         .expect("simulated API starts");
+    let api_url = url.clone();
     let mut config = Config::for_base_url(
         parse_base_url(&url).expect("valid url"),
         ApiKey::new(TEST_KEY).expect("key"),
@@ -67,6 +70,7 @@ pub async fn spawn_app_with(
     TestApp {
         address,
         api,
+        api_url,
         poller,
         store,
         http: reqwest::Client::new(),

@@ -8,6 +8,7 @@ mod exposition;
 mod failures;
 mod helpers;
 mod http;
+mod incremental;
 mod properties;
 mod retries;
 mod web;
