@@ -349,6 +349,9 @@ struct Inner {
     next_base: RwLock<Option<String>>,
     rate_limit: Mutex<Option<RateWindow>>,
     broken_sorts: Mutex<HashMap<String, BrokenSort>>,
+    /// Some customer changes over time: no order can be cached.
+    dynamic: std::sync::atomic::AtomicBool,
+    order_cache: Mutex<HashMap<(String, String, bool), Arc<Vec<u32>>>>,
 }
 
 /// The simulated API. Cloning shares the same state.
@@ -360,7 +363,7 @@ pub struct SimulatedApi {
 impl SimulatedApi {
     /// An API that accepts `key` and serves `customers`.
     pub fn new(key: &str, customers: Vec<SimCustomer>) -> Self {
-        Self {
+        let api = Self {
             inner: Arc::new(Inner {
                 key: key.to_string(),
                 started: Instant::now(),
@@ -371,8 +374,17 @@ impl SimulatedApi {
                 next_base: RwLock::new(None),
                 rate_limit: Mutex::new(None),
                 broken_sorts: Mutex::new(HashMap::new()),
+                dynamic: std::sync::atomic::AtomicBool::new(true),
+                order_cache: Mutex::new(HashMap::new()),
             }),
-        }
+        };
+        api.changed(
+            &api.inner
+                .customers
+                .read()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        api
     }
 
     /// The demo: a few thousand synthetic customers in `prod` and `test` whose
@@ -409,20 +421,18 @@ impl SimulatedApi {
 
     /// Replaces every customer.
     pub fn set_customers(&self, customers: Vec<SimCustomer>) {
-        *self
-            .inner
-            .customers
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = customers;
+        self.update_customers(|all| *all = customers);
     }
 
     /// Edits the customers in place.
     pub fn update_customers(&self, f: impl FnOnce(&mut Vec<SimCustomer>)) {
-        f(&mut self
+        let mut customers = self
             .inner
             .customers
             .write()
-            .unwrap_or_else(|p| p.into_inner()));
+            .unwrap_or_else(|p| p.into_inner());
+        f(&mut customers);
+        self.changed(&customers);
     }
 
     /// Queues a fault; each fault answers one matching request, in order.
@@ -491,6 +501,97 @@ impl SimulatedApi {
         faults.remove(i)
     }
 
+    /// A customer's values `elapsed` seconds after the start.
+    fn view<'a>(&self, c: &'a SimCustomer, elapsed: f64, now: i64) -> View<'a> {
+        let added = c.growth.requests_at(elapsed - c.appears_after);
+        let first_seen = if c.appears_after > 0.0 {
+            self.inner.started_unix + c.appears_after as i64
+        } else {
+            c.first_seen
+        };
+        View {
+            c,
+            first_seen,
+            last_active: if added >= 1.0 {
+                Some(now)
+            } else {
+                c.last_active
+            },
+            requests: c.requests + added,
+            tokens: c.tokens + added * c.growth.tokens_per_request,
+            cost: c.cost + added * c.growth.cost_per_request,
+        }
+    }
+
+    /// The indices of one environment's visible customers in the requested
+    /// order (ties by identifier). Cached while no customer changes over time,
+    /// so that a million customers are sorted once, not once a page.
+    fn order(
+        &self,
+        customers: &[SimCustomer],
+        environment: &str,
+        field: &str,
+        descending: bool,
+        elapsed: f64,
+        now: i64,
+    ) -> Arc<Vec<u32>> {
+        let cache_key = (environment.to_string(), field.to_string(), descending);
+        let cacheable = !self
+            .inner
+            .dynamic
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if cacheable
+            && let Some(order) = self
+                .inner
+                .order_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&cache_key)
+        {
+            return order.clone();
+        }
+        let mut keyed: Vec<(SortKey, u32)> = customers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.environment == environment && c.appears_after <= elapsed)
+            .map(|(i, c)| (self.view(c, elapsed, now).sort_key(field), i as u32))
+            .collect();
+        keyed.sort_by(|(ka, ia), (kb, ib)| {
+            let ord = ka.partial_cmp(kb).unwrap_or(std::cmp::Ordering::Equal);
+            let ord = if descending { ord.reverse() } else { ord };
+            ord.then_with(|| {
+                customers[*ia as usize]
+                    .identifier
+                    .cmp(&customers[*ib as usize].identifier)
+            })
+        });
+        let order = Arc::new(keyed.into_iter().map(|(_, i)| i).collect::<Vec<u32>>());
+        if cacheable {
+            self.inner
+                .order_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(cache_key, order.clone());
+        }
+        order
+    }
+
+    /// Notes a change of the customers: the cached orders are stale, and
+    /// whether any customer changes over time may have changed.
+    fn changed(&self, customers: &[SimCustomer]) {
+        let dynamic = customers
+            .iter()
+            .any(|c| c.growth != Growth::default() || c.appears_after > 0.0);
+        self.inner
+            .dynamic
+            .store(dynamic, std::sync::atomic::Ordering::Relaxed);
+        self.inner
+            .order_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// The page as JSON, or an error answer.
     fn page(
         &self,
@@ -549,45 +650,9 @@ impl SimulatedApi {
             .customers
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        let mut views: Vec<View> = customers
-            .iter()
-            .filter(|c| c.environment == environment && c.appears_after <= elapsed)
-            .map(|c| {
-                let t = elapsed - c.appears_after;
-                let added = c.growth.requests_at(t);
-                let first_seen = if c.appears_after > 0.0 {
-                    self.inner.started_unix + c.appears_after as i64
-                } else {
-                    c.first_seen
-                };
-                View {
-                    c,
-                    first_seen,
-                    last_active: if added >= 1.0 {
-                        Some(now)
-                    } else {
-                        c.last_active
-                    },
-                    requests: c.requests + added,
-                    tokens: c.tokens + added * c.growth.tokens_per_request,
-                    cost: c.cost + added * c.growth.cost_per_request,
-                }
-            })
-            .collect();
-        views.sort_by(|a, b| {
-            let ord = a
-                .sort_key(field)
-                .partial_cmp(&b.sort_key(field))
-                .unwrap_or(std::cmp::Ordering::Equal);
-            let ord = if descending != (broken == Some(BrokenSort::Reverse)) {
-                ord.reverse()
-            } else {
-                ord
-            };
-            ord.then_with(|| a.c.identifier.cmp(&b.c.identifier))
-        });
-
-        let count = views.len();
+        let reverse = descending != (broken == Some(BrokenSort::Reverse));
+        let order = self.order(&customers, environment, field, reverse, elapsed, now);
+        let count = order.len();
         let pages = count.div_ceil(page_size).max(1);
         let page = query
             .get("page")
@@ -602,11 +667,11 @@ impl SimulatedApi {
             .clone()
             .unwrap_or_else(|| own_base.to_string());
         let link = |p: usize| format!("{next_base}{LIST_PATH}?page={p}");
-        let results: Vec<Value> = views
+        let results: Vec<Value> = order
             .iter()
             .skip((page - 1) * page_size)
             .take(page_size)
-            .map(View::to_json)
+            .map(|&i| self.view(&customers[i as usize], elapsed, now).to_json())
             .collect();
         Ok(json!({
             "count": count,
