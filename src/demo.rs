@@ -309,6 +309,9 @@ pub struct SeenRequest {
     pub authorized: bool,
 }
 
+/// A cached order: environment, sort field, descending.
+type OrderKey = (String, String, bool);
+
 /// The API's rate limit: at most `limit` requests in any `window`.
 #[derive(Debug)]
 struct RateWindow {
@@ -351,7 +354,7 @@ struct Inner {
     broken_sorts: Mutex<HashMap<String, BrokenSort>>,
     /// Some customer changes over time: no order can be cached.
     dynamic: std::sync::atomic::AtomicBool,
-    order_cache: Mutex<HashMap<(String, String, bool), Arc<Vec<u32>>>>,
+    order_cache: Mutex<HashMap<OrderKey, Arc<Vec<u32>>>>,
 }
 
 /// The simulated API. Cloning shares the same state.
