@@ -12,7 +12,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AF
 use reqwest::{StatusCode, Url};
 
 use super::error::{ApiError, chain};
-use super::types::CustomerPage;
+use super::types::{CustomerPage, parse_page};
 use crate::config::KeySource;
 use crate::metrics::ApiMetrics;
 use crate::ratelimit::RateLimiter;
@@ -264,9 +264,9 @@ impl RespanClient {
                 retry_after: header_retry.or(body_retry),
             });
         }
-        serde_json::from_slice::<CustomerPage>(&body).map_err(|e| {
+        parse_page(&body).map_err(|e| {
             if content_type.is_empty() || content_type.contains("json") {
-                ApiError::Decode(e.to_string())
+                ApiError::Decode(e)
             } else {
                 ApiError::Decode(format!("expected JSON, got {content_type}: {e}"))
             }
