@@ -114,8 +114,8 @@ impl Mode {
     }
 }
 
-/// One environment's customers, sorted by key: 88 bytes a customer plus its
-/// identifier.
+/// One environment's customers, sorted by key: 96 bytes a customer, plus the
+/// identifier when it is longer than 24 bytes.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct CustomerState {
     entries: Vec<(CustomerKey, Customer)>,
