@@ -434,7 +434,12 @@ impl PartialEq for Customer {
 impl Customer {
     /// A customer with these totals and nothing else.
     pub fn new(identifier: Option<&str>, cost_usd: f64, tokens: f64, requests: f64) -> Self {
-        Self::with_totals(identifier.map(CompactString::from), cost_usd, tokens, requests)
+        Self::with_totals(
+            identifier.map(CompactString::from),
+            cost_usd,
+            tokens,
+            requests,
+        )
     }
 
     fn with_totals(
