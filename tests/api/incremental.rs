@@ -63,6 +63,22 @@ fn customer_numbers(m: &Exposition) -> Vec<(String, String, f64)> {
     out
 }
 
+/// Pages of the last pass of `mode` in prod.
+fn pages(m: &Exposition, mode: &str) -> Option<f64> {
+    m.get(
+        "respan_poll_pages",
+        &[("environment", "prod"), ("mode", mode)],
+    )
+}
+
+/// The customer numbers of `m` are those a fresh full pass over the same API gives.
+async fn assert_equals_a_full_pass(app: &TestApp, m: &Exposition) {
+    assert_eq!(
+        customer_numbers(m),
+        customer_numbers(&full_pass_of(app).await)
+    );
+}
+
 fn pages_with_sort(app: &TestApp, sort: &str) -> usize {
     app.api
         .requests()
@@ -89,13 +105,7 @@ async fn an_incremental_pass_reads_only_recent_pages_and_equals_a_full_pass() {
     let app = incremental_app(many_customers("prod", 5000)).await;
     app.poll().await;
     let m = app.scrape().await;
-    assert_eq!(
-        m.get(
-            "respan_poll_pages",
-            &[("environment", "prod"), ("mode", "full")]
-        ),
-        Some(5.0)
-    );
+    assert_eq!(pages(&m, "full"), Some(5.0));
     assert_eq!(m.env("respan_customers_changed", "prod"), Some(5000.0));
 
     // 50 customers change (1%) and 5 new ones arrive.
@@ -112,20 +122,11 @@ async fn an_incremental_pass_reads_only_recent_pages_and_equals_a_full_pass() {
     app.poll().await;
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(1.0));
-    assert_eq!(
-        m.get(
-            "respan_poll_pages",
-            &[("environment", "prod"), ("mode", "incremental")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(pages(&m, "incremental"), Some(1.0));
     assert_eq!(pages_with_sort(&app, "-last_active_timeframe"), 1);
     assert_eq!(m.env("respan_customers_changed", "prod"), Some(55.0));
     assert_eq!(m.env("respan_customers", "prod"), Some(5005.0));
-    assert_eq!(
-        customer_numbers(&m),
-        customer_numbers(&full_pass_of(&app).await)
-    );
+    assert_equals_a_full_pass(&app, &m).await;
 }
 
 #[tokio::test]
@@ -136,18 +137,9 @@ async fn a_large_change_spans_pages_and_still_equals_a_full_pass() {
     touch(&app, 2, 2500);
     app.poll().await;
     let m = app.scrape().await;
-    assert_eq!(
-        m.get(
-            "respan_poll_pages",
-            &[("environment", "prod"), ("mode", "incremental")]
-        ),
-        Some(3.0)
-    );
+    assert_eq!(pages(&m, "incremental"), Some(3.0));
     assert_eq!(m.env("respan_customers_changed", "prod"), Some(2500.0));
-    assert_eq!(
-        customer_numbers(&m),
-        customer_numbers(&full_pass_of(&app).await)
-    );
+    assert_equals_a_full_pass(&app, &m).await;
     // The top customers moved: the series follow.
     assert_eq!(
         m.customers("respan_customer_cost_usd", "prod"),
@@ -170,18 +162,9 @@ async fn deletions_are_caught_by_the_next_full_pass() {
     // So the next pass is full, and then all is as a fresh crawl.
     app.poll().await;
     let m = app.scrape().await;
-    assert_eq!(
-        m.get(
-            "respan_poll_pages",
-            &[("environment", "prod"), ("mode", "full")]
-        ),
-        Some(3.0)
-    );
+    assert_eq!(pages(&m, "full"), Some(3.0));
     assert_eq!(m.env("respan_customers", "prod"), Some(2990.0));
-    assert_eq!(
-        customer_numbers(&m),
-        customer_numbers(&full_pass_of(&app).await)
-    );
+    assert_equals_a_full_pass(&app, &m).await;
 }
 
 #[tokio::test]
@@ -200,10 +183,7 @@ async fn a_refused_sort_falls_back_to_full_passes() {
     app.poll().await;
     assert_eq!(pages_with_sort(&app, "-last_active_timeframe"), 1);
     assert_eq!(pages_with_sort(&app, "first_seen"), 3 * 2);
-    assert_eq!(
-        customer_numbers(&app.scrape().await),
-        customer_numbers(&full_pass_of(&app).await)
-    );
+    assert_equals_a_full_pass(&app, &app.scrape().await).await;
 }
 
 #[tokio::test]
@@ -217,10 +197,7 @@ async fn an_order_that_is_not_descending_falls_back_to_full_passes() {
     let m = app.scrape().await;
     assert_eq!(m.env("respan_up", "prod"), Some(1.0));
     assert_eq!(m.env("respan_incremental_supported", "prod"), Some(0.0));
-    assert_eq!(
-        customer_numbers(&m),
-        customer_numbers(&full_pass_of(&app).await)
-    );
+    assert_equals_a_full_pass(&app, &m).await;
 }
 
 #[tokio::test]
@@ -242,18 +219,9 @@ async fn a_failed_incremental_pass_keeps_the_snapshot_and_forces_a_full_pass() {
     );
     app.poll().await;
     let m = app.scrape().await;
-    assert_eq!(
-        m.get(
-            "respan_poll_pages",
-            &[("environment", "prod"), ("mode", "full")]
-        ),
-        Some(2.0)
-    );
+    assert_eq!(pages(&m, "full"), Some(2.0));
     assert_eq!(pages_with_sort(&app, "first_seen"), 4);
-    assert_eq!(
-        customer_numbers(&m),
-        customer_numbers(&full_pass_of(&app).await)
-    );
+    assert_equals_a_full_pass(&app, &m).await;
 }
 
 #[tokio::test]
