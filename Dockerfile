@@ -8,7 +8,9 @@ FROM rust:1.95-alpine AS build
 RUN apk add --no-cache musl-dev gcc ca-certificates
 WORKDIR /src
 # Fetch dependencies in their own layer so source edits do not refetch them.
+# Cargo.toml declares the benchmark target, so its file must be there too.
 COPY Cargo.toml Cargo.lock ./
+COPY benches ./benches
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo fetch --locked && rm -rf src
 COPY src ./src

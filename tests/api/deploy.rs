@@ -175,3 +175,27 @@ fn dashboard_is_importable_and_has_no_fixed_datasource() {
     }
     assert!(queries >= 20, "{queries}");
 }
+
+#[test]
+fn dockerfile_builds_from_what_the_manifest_needs_and_runs_unprivileged() {
+    let dockerfile = read("Dockerfile");
+    let manifest = read("Cargo.toml");
+    // Cargo refuses a manifest whose declared targets are missing, so every
+    // declared target's directory must be copied before the first cargo call.
+    let first_cargo = dockerfile.find("cargo ").expect("a cargo step");
+    for (declaration, directory) in [("[[bench]]", "COPY benches"), ("[lib]", "src/lib.rs")] {
+        if manifest.contains(declaration) {
+            let at = dockerfile.find(directory).unwrap_or(usize::MAX);
+            assert!(
+                at < first_cargo,
+                "{directory} must come before the first cargo step"
+            );
+        }
+    }
+    let runtime = dockerfile.rsplit("FROM ").next().expect("a final stage");
+    assert!(runtime.starts_with("scratch"), "{runtime}");
+    assert!(runtime.contains("ca-certificates.crt"));
+    assert!(runtime.contains("USER 65532:65532"));
+    assert!(runtime.contains("EXPOSE 10077"));
+    assert!(read(".dockerignore").lines().any(|l| l.trim() == "target"));
+}
