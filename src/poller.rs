@@ -185,11 +185,12 @@ pub struct Crawl {
 }
 
 impl Crawl {
+    /// Keeps one record; the customer kept, or `None` for a record without a key.
     fn take(
         &mut self,
         raw: crate::api::RawCustomer,
         bad: &mut Vec<InvalidField>,
-    ) -> Option<Customer> {
+    ) -> Option<&Customer> {
         bad.clear();
         let (key, customer) = raw.into_customer(bad);
         for field in bad.iter() {
@@ -197,8 +198,8 @@ impl Crawl {
         }
         match key {
             Some(key) => {
-                self.records.push((key, customer.clone()));
-                Some(customer)
+                self.records.push((key, customer));
+                self.records.last().map(|(_, c)| c)
             }
             None => {
                 self.unkeyed += 1;
@@ -228,10 +229,11 @@ pub async fn crawl_full(
     let mut out = Crawl::default();
     let mut max_count = 0u64;
     let mut bad = Vec::new();
+    let mut body = Vec::new();
     let mut page = 1u32;
     loop {
         let answer = client
-            .fetch_page(environment, page, SORT_BY)
+            .fetch_page(environment, page, SORT_BY, &mut body)
             .await
             .map_err(|source| PollError::Api { page, source })?;
         if page == 1 {
@@ -288,9 +290,13 @@ pub async fn crawl_incremental(
     let mut max_count = 0u64;
     let mut bad = Vec::new();
     let mut previous: Option<i64> = None;
+    let mut body = Vec::new();
     let mut page = 1u32;
     loop {
-        let answer = match client.fetch_page(environment, page, SORT_BY_RECENT).await {
+        let answer = match client
+            .fetch_page(environment, page, SORT_BY_RECENT, &mut body)
+            .await
+        {
             Ok(a) => a,
             Err(ApiError::Status {
                 status: status @ (400 | 422),
