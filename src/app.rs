@@ -97,6 +97,7 @@ impl Application {
             config.top_n,
             config.poll_interval,
             config.full_sync_interval,
+            config.incremental_margin,
         ));
         metrics.refresh();
 

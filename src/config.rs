@@ -69,6 +69,11 @@ pub struct Cli {
     #[arg(long = "respan.full-sync-interval", env = "RESPAN_FULL_SYNC_INTERVAL", default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
     pub full_sync_interval: Duration,
 
+    /// How far before the previous poll's start an incremental pass still reads:
+    /// room for clock skew and for a last activity that Respan records late or rounds down.
+    #[arg(long = "respan.incremental-margin", env = "RESPAN_INCREMENTAL_MARGIN", default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
+    pub incremental_margin: Duration,
+
     /// Timeout of one HTTP request to the API.
     #[arg(long = "respan.timeout", env = "RESPAN_TIMEOUT", default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -302,6 +307,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Time between full passes; zero makes every pass full.
     pub full_sync_interval: Duration,
+    /// How far before the previous poll's start an incremental pass reads.
+    pub incremental_margin: Duration,
     /// Timeout of one HTTP request.
     pub timeout: Duration,
     /// Client-side cap on API requests per minute.
@@ -426,6 +433,7 @@ impl Config {
             environments,
             poll_interval,
             full_sync_interval: cli.full_sync_interval,
+            incremental_margin: cli.incremental_margin,
             timeout: cli.timeout,
             requests_per_minute: cli.requests_per_minute,
             retry: RetryPolicy {
@@ -453,6 +461,7 @@ impl Config {
             environments: vec!["prod".into(), "test".into()],
             poll_interval: DEFAULT_POLL_INTERVAL,
             full_sync_interval: Duration::ZERO,
+            incremental_margin: crate::poller::INCREMENTAL_MARGIN,
             timeout: Duration::from_secs(30),
             requests_per_minute: 6000,
             retry: RetryPolicy {

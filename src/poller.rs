@@ -11,7 +11,7 @@
 //!   It fails when a page fails or when the pages do not add up to `count`.
 //! - An **incremental** pass, in between, reads customers by descending
 //!   `last_active_timeframe` and stops at the first one last active before the
-//!   previous poll's start (minus [`INCREMENTAL_MARGIN`]); it merges what it
+//!   previous poll's start (minus `--respan.incremental-margin`); it merges what it
 //!   read into the state. It sees neither deletions nor customers without
 //!   activity; the next full pass does. If the API refuses that order or does
 //!   not follow it, the environment falls back to full passes for good.
@@ -36,8 +36,9 @@ use crate::snapshot::{EnvSnapshot, PassStats, SnapshotStore};
 /// Pages allowed beyond what `count` implies, for customers added mid-crawl.
 const EXTRA_PAGES: u64 = 2;
 
-/// How far before the previous poll's start an incremental pass reads: room
-/// for clock skew and for Respan updating `last_active_timeframe` late.
+/// The default of `--respan.incremental-margin`: how far before the previous
+/// poll's start an incremental pass reads, room for clock skew and for Respan
+/// updating `last_active_timeframe` late.
 pub const INCREMENTAL_MARGIN: Duration = Duration::from_secs(120);
 
 /// Why a poll of one environment failed.
@@ -403,6 +404,7 @@ pub struct Poller {
     top_n: usize,
     interval: Duration,
     full_sync_interval: Duration,
+    incremental_margin: Duration,
     states: Mutex<BTreeMap<String, EnvState>>,
 }
 
@@ -416,6 +418,7 @@ impl Poller {
         top_n: usize,
         interval: Duration,
         full_sync_interval: Duration,
+        incremental_margin: Duration,
     ) -> Self {
         Self {
             client,
@@ -424,6 +427,7 @@ impl Poller {
             top_n,
             interval,
             full_sync_interval,
+            incremental_margin,
             states: Mutex::new(BTreeMap::new()),
         }
     }
@@ -467,8 +471,8 @@ impl Poller {
         let mut mode = self.mode_for(state);
         let mut incremental = None;
         if mode == Mode::Incremental {
-            let since =
-                state.last_start.unwrap_or(0.0) as i64 - INCREMENTAL_MARGIN.as_secs() as i64;
+            let margin = i64::try_from(self.incremental_margin.as_secs()).unwrap_or(i64::MAX);
+            let since = (state.last_start.unwrap_or(0.0) as i64).saturating_sub(margin);
             match crawl_incremental(&self.client, environment, since).await {
                 Ok(crawl) => incremental = Some(Ok(crawl)),
                 Err(IncrementalError::Failed(e)) => incremental = Some(Err(e)),

@@ -113,7 +113,7 @@ fn missing_key_exits_with_one_line_naming_it() {
 
 #[test]
 fn bad_flags_exit_non_zero_naming_the_flag() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["--web.config.file", "/nonexistent/web.yml"],
             "--web.config.file",
@@ -134,6 +134,10 @@ fn bad_flags_exit_non_zero_naming_the_flag() {
         ),
         (&["--log.format", "xml"], "--log.format"),
         (&["--metrics.top-n=-3"], "--metrics.top-n"),
+        (
+            &["--respan.incremental-margin", "later"],
+            "--respan.incremental-margin",
+        ),
     ];
     for (args, flag) in cases {
         let out = run(args, &[("RESPAN_API_KEY", "k")]);

@@ -130,6 +130,47 @@ async fn an_incremental_pass_reads_only_recent_pages_and_equals_a_full_pass() {
 }
 
 #[tokio::test]
+async fn activity_recorded_late_is_read_within_the_incremental_margin() {
+    // Respan may record (or round) a last activity earlier than the poll that
+    // follows it: these changes carry a time five minutes before the poll.
+    let late = |app: &TestApp| {
+        let t = now() - 300;
+        app.api.update_customers(|cs| {
+            for c in cs.iter_mut().step_by(10) {
+                c.cost += 1.0;
+                c.last_active = Some(t);
+            }
+        });
+    };
+    let mut customers = many_customers("prod", 200);
+    for (i, c) in customers.iter_mut().enumerate() {
+        c.last_active = Some(1_700_000_000 + i as i64);
+    }
+    let wide = spawn_app_with(customers.clone(), |c| {
+        c.environments = vec!["prod".into()];
+        c.full_sync_interval = Duration::from_secs(3600);
+        c.incremental_margin = Duration::from_secs(600);
+    })
+    .await;
+    wide.poll().await;
+    late(&wide);
+    wide.poll().await;
+    let m = wide.scrape().await;
+    assert_eq!(pages(&m, "incremental"), Some(1.0));
+    assert_eq!(m.env("respan_customers_changed", "prod"), Some(20.0));
+    assert_equals_a_full_pass(&wide, &m).await;
+
+    // With the default two minutes the same changes wait for the next full pass.
+    let narrow = incremental_app(customers).await;
+    narrow.poll().await;
+    late(&narrow);
+    narrow.poll().await;
+    let m = narrow.scrape().await;
+    assert_eq!(pages(&m, "incremental"), Some(1.0));
+    assert_eq!(m.env("respan_customers_changed", "prod"), Some(0.0));
+}
+
+#[tokio::test]
 async fn a_large_change_spans_pages_and_still_equals_a_full_pass() {
     let app = incremental_app(many_customers("prod", 5000)).await;
     app.poll().await;
